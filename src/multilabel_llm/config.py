@@ -1,0 +1,142 @@
+"""Compose the Hydra config tree and validate it, with errors that name the key.
+
+The Snakefile calls :func:`load_config`; nothing here imports Snakemake, so the same
+composition serves tests and notebooks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "config"
+SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+# Per-slot schemas: the experiment's named slots of each group are checked against these.
+GROUP_SCHEMAS = {
+    "datasets": "dataset.schema.yaml",
+    "models": "model.schema.yaml",
+    "prompts": "prompt.schema.yaml",
+    "methods": "method.schema.yaml",
+    "training": "training.schema.yaml",
+}
+
+
+class ConfigError(ValueError):
+    """A config value or key that the pipeline cannot run with."""
+
+
+def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+
+
+def _overrides_from(items: dict[str, Any]) -> list[str]:
+    """Snakemake ``--config key=value`` pairs become Hydra overrides ``key=value``."""
+    overrides = []
+    for key, value in items.items():
+        if isinstance(value, (list, dict)):
+            value = yaml.safe_dump(value, default_flow_style=True).strip()
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        elif value is None:
+            value = "null"
+        overrides.append(f"{key}={value}")
+    return overrides
+
+
+def compose(experiment: str, overrides: list[str] | None = None, config_dir: Path = CONFIG_DIR):
+    """Compose ``config/config.yaml`` with ``experiment=NAME`` plus Hydra overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    experiments = group_options("experiment", config_dir)
+    if experiment not in experiments:
+        raise ConfigError(
+            f"config key 'experiment': unknown value {experiment!r}; "
+            f"allowed values: {experiments} (files in {config_dir / 'experiment'})"
+        )
+    overrides = list(overrides or [])
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=[f"experiment={experiment}", *overrides])
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"composing experiment {experiment!r} with {overrides}: {err}") from None
+
+
+def _load_schema(name: str) -> dict | None:
+    path = SCHEMA_DIR / name
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _format_error(err, prefix: str = "") -> str:
+    path = ".".join(str(p) for p in [prefix, *err.absolute_path] if p != "")
+    where = f"config key '{path}'" if path else "config"
+    if err.validator == "enum":
+        return f"{where}: {err.instance!r} is not allowed; allowed values: {err.validator_value}"
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        return f"{where}: {err.message}; allowed keys: {allowed}"
+    if err.validator == "required":
+        return f"{where}: {err.message}"
+    return f"{where}: {err.message} (expected {err.validator} {err.validator_value!r})"
+
+
+def validate(cfg: dict) -> None:
+    """Check ``cfg`` against workflow/schemas; raise ConfigError listing every problem."""
+    import jsonschema
+
+    problems: list[str] = []
+    root = _load_schema("config.schema.yaml")
+    if root is not None:
+        validator = jsonschema.Draft202012Validator(root)
+        problems += [_format_error(e) for e in validator.iter_errors(cfg)]
+    for group, schema_file in GROUP_SCHEMAS.items():
+        schema = _load_schema(schema_file)
+        if schema is None or group not in cfg:
+            continue
+        validator = jsonschema.Draft202012Validator(schema)
+        # training is one object; the other groups are name -> entry mappings
+        entries = {"": cfg[group]} if group == "training" else cfg[group] or {}
+        for slot, entry in entries.items():
+            prefix = f"{group}.{slot}" if slot else group
+            problems += [_format_error(e, prefix) for e in validator.iter_errors(entry)]
+    cross = _cross_checks(cfg)
+    problems += cross
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(sorted(set(problems))))
+
+
+def _cross_checks(cfg: dict) -> list[str]:
+    """Checks a per-entry schema cannot express: names used as wildcards, known size classes."""
+    problems = []
+    classes = set((cfg.get("resources") or {}).get("size_classes", {}))
+    for slot, model in (cfg.get("models") or {}).items():
+        size = (model or {}).get("size_class")
+        if classes and size not in classes:
+            problems.append(
+                f"config key 'models.{slot}.size_class': {size!r} is not allowed; "
+                f"allowed values: {sorted(classes)}"
+            )
+    for group in ("datasets", "models", "prompts", "methods"):
+        for slot in cfg.get(group) or {}:
+            if "/" in slot or "_" == slot[:1]:
+                problems.append(f"config key '{group}.{slot}': slot names become path parts")
+    return problems
+
+
+def load_config(snakemake_config: dict | None = None, config_dir: Path = CONFIG_DIR) -> dict:
+    """Compose from Snakemake's ``--config`` dict (``experiment`` + overrides) and validate."""
+    items = dict(snakemake_config or {})
+    experiment = str(items.pop("experiment", "demo"))
+    cfg = compose(experiment, _overrides_from(items), config_dir)
+    validate(cfg)
+    return cfg
