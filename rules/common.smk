@@ -35,8 +35,29 @@ def dataset_cfg(name):
     return config["datasets"][name]
 
 
+SFT_SUFFIX = "-sft"
+
+
 def model_cfg(name):
-    return config["models"][name]
+    """A configured model slot, or "<slot>-sft": that model with its LoRA adapter applied.
+
+    The adapter path keeps {dataset}/{prompt} placeholders: SFT trains one adapter per
+    dataset and prompt (rules/sft.smk), filled in from the job's wildcards.
+    """
+    if name in config["models"]:
+        return config["models"][name]
+    base = name.removesuffix(SFT_SUFFIX)
+    if name.endswith(SFT_SUFFIX) and base in config["models"]:
+        return {
+            **config["models"][base],
+            "name": config["models"][base]["name"] + SFT_SUFFIX,
+            "adapter": f"{RESULTS}/sft/{{dataset}}/{base}/{{prompt}}/adapter",
+            "sft_of": base,
+        }
+    raise WorkflowError(
+        f"unknown model slot {name!r}; configured: {sorted(config['models'])} "
+        f"(and each with the {SFT_SUFFIX!r} suffix for its SFT adapter)"
+    )
 
 
 def prompt_cfg(name):
@@ -64,3 +85,17 @@ def model_resources(name):
         resources["gpu"] = size["gpu"]
         resources["gpu_model"] = size["gpu_model"]
     return resources
+
+
+def final_outputs():
+    """What `rule all` builds: every table (CSV/MD/TeX) and everything the report shows.
+
+    Called from the Snakefile after every rules file is included, so the stage files'
+    target lists exist by then.
+    """
+    return [
+        f"{RESULTS}/tables/table1_datasets.csv",
+        *ALIGNMENT_TARGETS,
+        *PAPER_TABLE_TARGETS,
+        *REPORT_TARGETS,
+    ]

@@ -48,7 +48,32 @@ def prepare(dataset_cfg: dict, root: str | os.PathLike = ".") -> CanonicalDatase
     return dataset
 
 
+def input_files(dataset_cfg: dict, root: str | os.PathLike = ".") -> list[str]:
+    """Every file a dataset config names that exists, as written (for Snakemake ``input:``).
+
+    Missing files are left out on purpose: the job then fails inside the loader with an error
+    that names the expected path and where the dataset comes from.
+    """
+    values = []
+    for value in (dataset_cfg.get("files") or {}).values():
+        values.extend(value if isinstance(value, list | tuple) else [value])
+    for key in ("pooling",):
+        if dataset_cfg.get(key):
+            values.append(dataset_cfg[key])
+    root = Path(root)
+    found = []
+    for value in values:
+        if value in (None, ""):
+            continue
+        path = Path(str(value))
+        full = path if path.is_absolute() else root / path
+        if full.is_file() and str(value) not in found:
+            found.append(str(value))
+    return found
+
+
 __all__ = [
+    "input_files",
     "LOADERS",
     "CanonicalDataset",
     "dist_column",

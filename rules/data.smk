@@ -1,0 +1,56 @@
+# Datasets: published files -> canonical table -> test-set id lists; Table 1 over all datasets.
+# Library: src/multilabel_llm/datasets/, testsets.py, dataset_stats.py.
+from multilabel_llm.datasets import input_files as dataset_input_files
+from multilabel_llm.testsets import input_files as testset_input_files
+from multilabel_llm.testsets import get_testset_cfg
+
+
+rule prepare_dataset:
+    input:
+        # only files that exist: a missing one fails in the loader, naming its source
+        files=lambda wc: dataset_input_files(dataset_cfg(wc.dataset)),
+    output:
+        table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
+        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        mem_mb=8000,
+    params:
+        cfg=lambda wc: dataset_cfg(wc.dataset),
+    script:
+        "../workflow/scripts/prepare_dataset.py"
+
+
+rule build_testsets:
+    input:
+        table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
+        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+        ids_file=lambda wc: testset_input_files(dataset_cfg(wc.dataset), wc.testset),
+    output:
+        ids=f"{RESULTS}/data/{{dataset}}/testsets/{{testset}}.txt",
+    log:
+        "logs/build_testsets/{dataset}/{testset}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        cfg=lambda wc: get_testset_cfg(dataset_cfg(wc.dataset), wc.testset),
+    script:
+        "../workflow/scripts/build_testsets.py"
+
+
+rule dataset_stats:
+    input:
+        tables=expand(f"{RESULTS}/data/{{dataset}}/examples.parquet", dataset=DATASETS),
+        metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS),
+    output:
+        csv=report(f"{RESULTS}/tables/table1_datasets.csv", category="Datasets"),
+        md=f"{RESULTS}/tables/table1_datasets.md",
+    log:
+        "logs/dataset_stats/table1.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow/scripts/dataset_stats.py"

@@ -1,0 +1,31 @@
+# SFT (paper §5.2.3, §A.5): LoRA on the train split with the run's prompt minus demonstrations.
+# Library: src/multilabel_llm/sft.py. Checkpoints live beside the adapter but are NOT outputs:
+# Snakemake deletes a job's outputs before rerunning it, which would defeat resuming.
+# Inference with the adapter is the engine's extract_traces on model slot "{model}-sft".
+
+
+rule train_sft:
+    input:
+        table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
+        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+    output:
+        adapter=directory(f"{RESULTS}/sft/{{dataset}}/{{model}}/{{prompt}}/adapter"),
+        log_csv=f"{RESULTS}/sft/{{dataset}}/{{model}}/{{prompt}}/train_log.csv",
+    log:
+        "logs/train_sft/{dataset}/{model}/{prompt}.log",
+    benchmark:
+        "benchmarks/train_sft/{dataset}/{model}/{prompt}.tsv"
+    conda:
+        "../envs/training.yaml"
+    threads: 2
+    resources:
+        mem_mb=training_cfg()["sft"]["resources"]["mem_mb"],
+        runtime=training_cfg()["sft"]["resources"]["runtime"],
+        gpu=lambda wc: model_resources(wc.model).get("gpu", 0),
+    params:
+        model=lambda wc: model_cfg(wc.model),
+        prompt=lambda wc: prompt_cfg(wc.prompt),
+        sft={k: v for k, v in training_cfg()["sft"].items() if k != "resources"},
+        checkpoints=lambda wc: f"{RESULTS}/sft/{wc.dataset}/{wc.model}/{wc.prompt}/checkpoints",
+    script:
+        "../workflow/scripts/train_sft.py"

@@ -1,0 +1,377 @@
+"""Greedy generation with per-step label traces: a fast shared-prefix path and the reference.
+
+Fast path (``TraceEngine``): every query of a run shares the few-shot prefix, so its KV cache
+is computed once; query suffixes are batched over it (left-padded *between* prefix and
+suffix, positions from the mask), then decoded greedily in batches. Per step only the
+label-form logits and the argmax leave the device. Finished rows are dropped from the batch.
+
+Reference path (``reference_trace``): plain ``model.generate(output_scores=True,
+output_logits=True)`` per prompt with the same stopping rule; the equality test and the
+benchmark compare the two.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import NONE_LABEL
+from ..prompts import fallback_labels, parse_output
+from ..traces import LabelStep, Trace
+from .label_tokens import LabelTokens
+
+
+class StopRule:
+    """Stop at the end of the label list (JSON: the closing brace; comma: the end of the
+    line), at a stop string, or at EOS. Shared by both paths so they stop identically."""
+
+    def __init__(self, tokenizer, label_format: str, stop: list[str] | None = None):
+        self.tokenizer = tokenizer
+        self.label_format = label_format
+        self.stop = [s for s in (stop or []) if s]
+        eos = tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    def text_done(self, text: str) -> bool:
+        if any(s in text for s in self.stop):
+            return True
+        if self.label_format == "json":
+            start = text.find("{")
+            return start >= 0 and "}" in text[start:]
+        body = text.lstrip()
+        return bool(body) and "\n" in body
+
+    def done(self, gen_ids: list[int]) -> bool:
+        if gen_ids and gen_ids[-1] in self.eos_ids:
+            return True
+        return self.text_done(self.tokenizer.decode(gen_ids, skip_special_tokens=True))
+
+    def truncate(self, text: str) -> str:
+        cut = len(text)
+        for s in self.stop:
+            pos = text.find(s)
+            if 0 <= pos < cut:
+                cut = pos
+        return text[:cut]
+
+
+class _StopCriterion:
+    """``StopRule`` as a transformers StoppingCriteria (batch size 1)."""
+
+    def __init__(self, rule: StopRule, prompt_len: int):
+        self.rule, self.prompt_len = rule, prompt_len
+
+    def __call__(self, input_ids, scores, **kwargs):
+        done = [self.rule.done(row[self.prompt_len :].tolist()) for row in input_ids]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+@dataclass
+class RawTrace:
+    """What decoding leaves before parsing: token ids, form logits per step, hidden states."""
+
+    gen_ids: list[int]
+    form_logits: np.ndarray  # (steps, n_forms) float32
+    hidden: np.ndarray | None = None  # (steps, d): last-layer state that predicted each step
+    extra: dict = field(default_factory=dict)
+
+
+def _to_device_ids(ids, device):
+    return torch.as_tensor(ids, dtype=torch.long, device=device)
+
+
+class PrefixCache:
+    """The shared prefix's KV cache, expanded per batch, and batched suffix forwards."""
+
+    def __init__(self, model, prefix_ids: list[int]):
+        from transformers import DynamicCache
+
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.prefix_len = len(prefix_ids)
+        self._cache_cls = DynamicCache
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if prefix_ids:
+            with torch.inference_mode():
+                out = model(input_ids=_to_device_ids([prefix_ids], self.device), use_cache=True)
+            cache = out.past_key_values
+            self.layers = [(layer.keys, layer.values) for layer in cache.layers]
+
+    def expanded(self, batch: int):
+        cache = self._cache_cls(config=self.model.config)
+        for i, (k, v) in enumerate(self.layers):
+            cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
+        return cache
+
+    def forward_suffixes(self, suffixes: list[list[int]], pad_id: int, hidden: bool = False):
+        """Run ``suffixes`` (left-padded) over the prefix; return (out, cache, mask, positions)."""
+        batch, width = len(suffixes), max(len(s) for s in suffixes)
+        ids = torch.full((batch, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((batch, self.prefix_len + width), dtype=torch.long)
+        mask[:, : self.prefix_len] = 1
+        for r, s in enumerate(suffixes):
+            ids[r, width - len(s) :] = torch.as_tensor(s)
+            mask[r, self.prefix_len + width - len(s) :] = 1
+        sub = mask[:, self.prefix_len :]
+        positions = self.prefix_len + (sub.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = (t.to(self.device) for t in (ids, mask, positions))
+        cache = self.expanded(batch)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            output_hidden_states=hidden,
+        )
+        return out, out.past_key_values, mask, positions[:, -1:]
+
+
+def common_prefix_len(prefix_ids: list[int], prompts: list[list[int]]) -> int:
+    """Longest run of ``prefix_ids`` every prompt starts with, leaving >= 1 suffix token.
+
+    Tokenising prefix and query separately can merge differently at the seam, so the cut is
+    where every whole-prompt tokenisation still agrees with the prefix tokens.
+    """
+    cut = len(prefix_ids)
+    for ids in prompts:
+        n = 0
+        limit = min(cut, len(ids) - 1)
+        while n < limit and ids[n] == prefix_ids[n]:
+            n += 1
+        cut = n
+    return cut
+
+
+class TraceEngine:
+    """Batched greedy decoding over a shared prefix, keeping only label-form logits."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        label_tokens: LabelTokens,
+        stop_rule: StopRule,
+        max_new_tokens: int = 18,
+        batch_size: int = 16,
+        hidden_states: bool = False,
+    ):
+        self.model, self.tokenizer = model, tokenizer
+        self.label_tokens = label_tokens
+        self.stop_rule = stop_rule
+        self.max_new_tokens = int(max_new_tokens)
+        self.batch_size = int(batch_size)
+        self.hidden_states = hidden_states
+        self.device = next(model.parameters()).device
+        self.form_ids = _to_device_ids(label_tokens.form_ids, self.device)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
+        self.prefix: PrefixCache | None = None
+        self.prefix_ids: list[int] = []
+
+    def set_prefix(self, prefix_ids: list[int]) -> None:
+        if self.prefix is None or prefix_ids != self.prefix_ids:
+            self.prefix_ids = list(prefix_ids)
+            self.prefix = PrefixCache(self.model, self.prefix_ids)
+
+    def run(self, prompts: list[list[int]], progress=None) -> list[RawTrace]:
+        """Trace every prompt (full token ids, each starting with ``self.prefix_ids``)."""
+        if self.prefix is None:
+            raise ValueError("call set_prefix(prefix_ids) before run()")
+        n_pre = len(self.prefix_ids)
+        for i, ids in enumerate(prompts):
+            if list(ids[:n_pre]) != self.prefix_ids or len(ids) <= n_pre:
+                raise ValueError(f"prompt {i} does not extend the shared prefix")
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[RawTrace | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for i, raw in zip(
+                chunk, self._decode([prompts[i][n_pre:] for i in chunk]), strict=True
+            ):
+                results[i] = raw
+            if progress is not None:
+                progress.update(len(chunk))
+        return results
+
+    @torch.inference_mode()
+    def _decode(self, suffixes: list[list[int]]) -> list[RawTrace]:
+        batch = len(suffixes)
+        out, cache, mask, pos = self.prefix.forward_suffixes(
+            suffixes, self.pad_id, hidden=self.hidden_states
+        )
+        gen = [[] for _ in range(batch)]
+        forms = [[] for _ in range(batch)]
+        hid = [[] for _ in range(batch)]
+        alive = list(range(batch))  # original row of each current batch row
+        for _step in range(self.max_new_tokens):
+            logits = out.logits[:, -1, :].float()
+            form = logits.index_select(-1, self.form_ids).cpu().numpy()
+            nxt = logits.argmax(-1)
+            nxt_list = nxt.tolist()
+            last_h = (
+                out.hidden_states[-1][:, -1, :].float().cpu().numpy()
+                if self.hidden_states
+                else None
+            )
+            keep = []
+            for r, row in enumerate(alive):
+                gen[row].append(nxt_list[r])
+                forms[row].append(form[r])
+                if last_h is not None:
+                    hid[row].append(last_h[r])
+                if not self.stop_rule.done(gen[row]):
+                    keep.append(r)
+            if not keep or _step == self.max_new_tokens - 1:
+                break
+            if len(keep) < len(alive):
+                index = torch.as_tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                nxt, mask, pos = nxt[index], mask[index], pos[index]
+                alive = [alive[r] for r in keep]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
+            pos = pos + 1
+            out = self.model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+                output_hidden_states=self.hidden_states,
+            )
+        return [
+            RawTrace(
+                gen[r],
+                np.stack(forms[r]).astype(np.float32),
+                np.stack(hid[r]).astype(np.float32) if self.hidden_states else None,
+            )
+            for r in range(batch)
+        ]
+
+
+@torch.inference_mode()
+def reference_trace(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    label_tokens: LabelTokens,
+    stop_rule: StopRule,
+    max_new_tokens: int = 18,
+) -> tuple[RawTrace, np.ndarray]:
+    """Plain ``generate(output_scores=True)``; returns the raw trace and the processed scores'
+    label-form columns (equal to the raw logits under greedy decoding without processors)."""
+    from transformers import GenerationConfig, StoppingCriteriaList
+
+    device = next(model.parameters()).device
+    ids = _to_device_ids([prompt_ids], device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        generation_config=config,
+        stopping_criteria=StoppingCriteriaList([_StopCriterion(stop_rule, len(prompt_ids))]),
+        output_scores=True,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    gen = out.sequences[0, len(prompt_ids) :].tolist()
+    form_ids = _to_device_ids(label_tokens.form_ids, device)
+    logits = torch.stack([s[0].float() for s in out.logits]).index_select(-1, form_ids)
+    scores = torch.stack([s[0].float() for s in out.scores]).index_select(-1, form_ids)
+    return RawTrace(gen, logits.cpu().numpy()), scores.cpu().numpy()
+
+
+def _token_starts(tokenizer, gen_ids: list[int]) -> list[int]:
+    """Character offset in the decoded text where each generated token starts."""
+    starts, prev = [], ""
+    for k in range(len(gen_ids)):
+        starts.append(len(prev))
+        prev = tokenizer.decode(gen_ids[: k + 1], skip_special_tokens=True)
+    return starts
+
+
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _round(rows: np.ndarray, digits: int = 7) -> list[list[float]]:
+    return [[float(f"{x:.{digits}g}") for x in row] for row in np.asarray(rows, dtype=np.float64)]
+
+
+def finalize(
+    example_id: str,
+    raw: RawTrace,
+    tokenizer,
+    label_tokens: LabelTokens,
+    labels: list[str],
+    label_format: str,
+    stop_rule: StopRule,
+    keep_forms: bool = True,
+) -> Trace:
+    """Decode, parse and attach per-step label logits/probs and label start steps."""
+    text = tokenizer.decode(raw.gen_ids, skip_special_tokens=True)
+    text_out = stop_rule.truncate(text)
+    parsed = parse_output(text_out, labels, label_format)
+    step_logits = label_tokens.reduce(raw.form_logits)
+    step_probs = softmax_rows(step_logits) if len(step_logits) else step_logits
+    starts = _token_starts(tokenizer, raw.gen_ids)
+    label_steps: list[LabelStep] = []
+    extra: dict = {"gen_ids": [int(t) for t in raw.gen_ids]}
+    if parsed.labels is not None:
+        for label, char in parsed.spans:
+            step = max(k for k, s in enumerate(starts) if s <= char) if starts else 0
+            label_steps.append(LabelStep(step=step, label=label))
+        if parsed.unknown:
+            extra["unknown_labels"] = parsed.unknown
+    else:
+        # Unparseable: fall back to the first step emitting each label's primary token.
+        extra["unparseable"] = True
+        extra["fallback_labels"] = fallback_labels(text_out, labels)
+        seen = set()
+        by_id = {tid: lab for lab, tid in label_tokens.primary_ids().items()}
+        for k, tid in enumerate(raw.gen_ids):
+            lab = by_id.get(tid)
+            if lab is not None and lab not in seen:
+                seen.add(lab)
+                label_steps.append(LabelStep(step=k, label=lab))
+    return Trace(
+        id=str(example_id),
+        text_out=text_out,
+        pred_labels=parsed.labels,
+        label_steps=label_steps,
+        step_logits=_round(step_logits),
+        step_probs=_round(step_probs),
+        form_logits=_round(raw.form_logits) if keep_forms else None,
+        extra=extra,
+    )
+
+
+def first_label_hidden(trace: Trace, raw: RawTrace) -> np.ndarray | None:
+    """The last-layer state that predicted the first label token (probe features)."""
+    if raw.hidden is None or not len(raw.hidden):
+        return None
+    steps = [s.step for s in trace.label_steps if s.label != NONE_LABEL] or [
+        s.step for s in trace.label_steps
+    ]
+    return raw.hidden[steps[0] if steps else 0]
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start

@@ -1,0 +1,456 @@
+"""Distribution methods of paper §5.2: traces or breakdown scores → id × label probabilities.
+
+Every function returns a *distribution frame*: an ``id`` column plus one float column per
+label (dataset label order), values in [0, 1]; for single-label datasets rows sum to 1
+(docs/ARCHITECTURE.md). :func:`estimate` dispatches on a method config's ``kind``.
+
+Kinds (config/method/*.yaml):
+  compare_to_none        sigmoid(logit_l - logit_none) at the first label step (§5.2.1)
+  compare_to_none_platt  the same with Platt scaling fitted on a held-out test set
+  hard_predictions       1 - eps for generated labels, eps otherwise (§5.2.1)
+  max_over_generations   a label's max probability over every label step (§5.2.2)
+  unary                  P("reasonable") per label (§5.2.2)
+  binary                 Bradley–Terry over pairwise preferences, vs. none (§5.2.2, §C)
+  constant               every label gets the same value (the degenerate baseline of §A.6)
+Marginalisation (needs the model) lives in ``marginalization.py``; supervised methods
+(probes, Demux) write their own distribution files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, softmax
+
+from . import NONE_LABEL
+from .bradley_terry import BTSettings, fit_bradley_terry, hard_outcomes
+from .platt import PlattScaler, PlattSettings, fit_platt, fit_temperature
+from .traces import Trace, TraceMeta
+
+log = logging.getLogger(__name__)
+
+EPSILON = 1e-8
+TRACE_KINDS = (
+    "compare_to_none",
+    "compare_to_none_platt",
+    "hard_predictions",
+    "max_over_generations",
+)
+BREAKDOWN_KINDS = ("unary", "binary")
+KINDS = (*TRACE_KINDS, *BREAKDOWN_KINDS, "constant")
+
+
+# ---------------------------------------------------------------------------- frames
+
+
+def distribution_frame(ids: Sequence[str], labels: Sequence[str], values) -> pd.DataFrame:
+    values = np.asarray(values, dtype=float).reshape(len(ids), len(labels))
+    frame = pd.DataFrame(values, columns=list(labels))
+    frame.insert(0, "id", [str(i) for i in ids])
+    return frame
+
+
+def validate_distribution(
+    frame: pd.DataFrame, labels: Sequence[str], multilabel: bool, source: str, atol: float = 1e-6
+) -> None:
+    """Raise ValueError naming ``source`` when ``frame`` breaks the distribution contract."""
+    missing = [c for c in ["id", *labels] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: distribution lacks columns {missing}")
+    dup = frame["id"][frame["id"].duplicated()].unique().tolist()
+    if dup:
+        raise ValueError(f"{source}: duplicate ids {dup[:5]}")
+    values = frame[list(labels)].to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise ValueError(
+            f"{source}: id {frame['id'].iloc[row]} has values outside [0, 1]: {values[row].tolist()}"
+        )
+    if not multilabel:
+        sums = values.sum(axis=1)
+        off = np.abs(sums - 1.0) > atol
+        if off.any():
+            row = int(np.argmax(off))
+            raise ValueError(
+                f"{source}: single-label row {frame['id'].iloc[row]} sums to {sums[row]:.6f}, not 1"
+            )
+
+
+def align_to_ids(frame: pd.DataFrame, ids: Sequence[str], labels: Sequence[str], source: str):
+    """Rows of ``frame`` in the order of ``ids`` (a test set); raise on missing ids."""
+    indexed = frame.assign(id=frame["id"].astype(str)).set_index("id")
+    missing = [i for i in ids if i not in indexed.index]
+    if missing:
+        raise ValueError(
+            f"{source}: {len(missing)} test-set ids have no distribution row, e.g. {missing[:5]}"
+        )
+    return indexed.loc[list(ids), list(labels)].to_numpy(dtype=float)
+
+
+def normalise_rows(values) -> np.ndarray:
+    """Rows scaled to sum 1; an all-zero row becomes uniform."""
+    values = np.asarray(values, dtype=float)
+    sums = values.sum(axis=1, keepdims=True)
+    uniform = np.full_like(values, 1.0 / max(values.shape[1], 1))
+    return np.where(sums > 0, values / np.where(sums > 0, sums, 1.0), uniform)
+
+
+# ---------------------------------------------------------------------------- traces
+
+
+def _label_columns(meta: TraceMeta, labels: Sequence[str], source: str) -> tuple[list[int], int]:
+    """Indices of ``labels`` and of none in the trace rows (``meta.score_labels`` order)."""
+    score_labels = meta.score_labels
+    unknown = [lab for lab in labels if lab not in score_labels]
+    if unknown:
+        raise ValueError(
+            f"{source}: traces have no scores for labels {unknown}; trace labels are {meta.labels}"
+        )
+    return [score_labels.index(lab) for lab in labels], score_labels.index(NONE_LABEL)
+
+
+def _traces_by_id(traces: Sequence[Trace], ids: Sequence[str], source: str) -> list[Trace]:
+    by_id = {str(t.id): t for t in traces}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"{source}: {len(missing)} test-set ids have no trace, e.g. {missing[:5]}")
+    return [by_id[i] for i in ids]
+
+
+def first_label_step_logits(trace: Trace) -> tuple[np.ndarray | None, bool]:
+    """Raw logits (labels + none) where the first label starts; step 0 if no label step.
+
+    Returns ``(row, fell_back)``; ``row`` is None when the trace has no generated step at all.
+    """
+    if not trace.step_logits:
+        return None, True
+    if trace.label_steps:
+        return np.asarray(trace.step_logits[trace.label_steps[0].step], dtype=float), False
+    return np.asarray(trace.step_logits[0], dtype=float), True
+
+
+def compare_to_none_features(
+    meta: TraceMeta, traces: Sequence[Trace], labels: Sequence[str], multilabel: bool, source: str
+) -> tuple[np.ndarray, dict]:
+    """Per-example features for compare-to-none: ``d_l = z_l - z_none`` (multi-label) or
+    the label logits ``z_l`` (single-label). Rows without any generated step are NaN."""
+    cols, none_col = _label_columns(meta, labels, source)
+    feats = np.full((len(traces), len(labels)), np.nan)
+    stats = {"no_label_step": 0, "no_steps": 0}
+    for row, trace in enumerate(traces):
+        logits, fell_back = first_label_step_logits(trace)
+        if logits is None:
+            stats["no_steps"] += 1
+            continue
+        stats["no_label_step"] += int(fell_back)
+        z = logits[cols]
+        feats[row] = z - logits[none_col] if multilabel else z
+    return feats, stats
+
+
+def _compare_to_none_probs(feats, multilabel: bool, scaler: PlattScaler | None) -> np.ndarray:
+    # a trace without any generated step carries no evidence: d = 0 (0.5) or uniform
+    x = np.where(np.isnan(feats).any(axis=1, keepdims=True), 0.0, feats)
+    if scaler is not None:
+        return scaler.transform(x)
+    return expit(x) if multilabel else softmax(x, axis=1)
+
+
+def compare_to_none(
+    meta: TraceMeta,
+    traces: Sequence[Trace],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    scaler: PlattScaler | None = None,
+    source: str = "traces",
+) -> pd.DataFrame:
+    """Paper §5.2.1. Multi-label: ``sigmoid(z_l - z_none)`` (or ``sigmoid(w d + b)`` with a
+    scaler). Single-label: ``softmax(z)`` over the labels at the first label step (or
+    ``softmax(w z)``). The first label step is ``label_steps[0]``; traces without one use
+    generated step 0 (logged)."""
+    chosen = _traces_by_id(traces, ids, source)
+    feats, stats = compare_to_none_features(meta, chosen, labels, multilabel, source)
+    if stats["no_label_step"] or stats["no_steps"]:
+        log.warning(
+            "%s: %d traces have no label step (used generated step 0), %d have no step (0.5)",
+            source,
+            stats["no_label_step"] - stats["no_steps"],
+            stats["no_steps"],
+        )
+    return distribution_frame(ids, labels, _compare_to_none_probs(feats, multilabel, scaler))
+
+
+def fit_compare_to_none_platt(
+    meta: TraceMeta,
+    traces: Sequence[Trace],
+    ids: Sequence[str],
+    human: np.ndarray,
+    labels: Sequence[str],
+    multilabel: bool,
+    settings: PlattSettings | None = None,
+    source: str = "calibration traces",
+) -> PlattScaler:
+    """Fit the compare-to-none scaler on a held-out set: ``human`` is ``(len(ids), L)``."""
+    chosen = _traces_by_id(traces, ids, source)
+    feats, _ = compare_to_none_features(meta, chosen, labels, multilabel, source)
+    human = np.asarray(human, dtype=float)
+    if human.shape != feats.shape:
+        raise ValueError(f"{source}: human distribution {human.shape} vs features {feats.shape}")
+    if multilabel:
+        return fit_platt(feats, human, settings)
+    return fit_temperature(feats, human, settings)
+
+
+def hard_predictions(
+    traces: Sequence[Trace],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    epsilon: float = EPSILON,
+    source: str = "traces",
+) -> pd.DataFrame:
+    """Paper §5.2.1: ``1 - eps`` for each generated label, ``eps`` otherwise.
+
+    An unparseable output predicts nothing (every label ``eps``): this is what the paper's
+    single-label NLL/L1 magnitudes imply (docs/metrics.md). Single-label outputs keep only
+    their first label, so a row sums to ``1 + (L - 2) eps`` ≈ 1.
+    """
+    chosen = _traces_by_id(traces, ids, source)
+    index = {lab: k for k, lab in enumerate(labels)}
+    values = np.full((len(chosen), len(labels)), epsilon)
+    unparsed = 0
+    for row, trace in enumerate(chosen):
+        if trace.pred_labels is None:
+            unparsed += 1
+            continue
+        predicted = [lab for lab in trace.pred_labels if lab in index]
+        if not multilabel:
+            predicted = predicted[:1]
+        for lab in predicted:
+            values[row, index[lab]] = 1.0 - epsilon
+    if unparsed:
+        log.warning(
+            "%s: %d of %d outputs unparseable (all labels eps)", source, unparsed, len(chosen)
+        )
+    return distribution_frame(ids, labels, values)
+
+
+def max_over_generations(
+    meta: TraceMeta,
+    traces: Sequence[Trace],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    epsilon: float = EPSILON,
+    source: str = "traces",
+) -> pd.DataFrame:
+    """Paper §5.2.2: each label's maximum probability over every label step.
+
+    Values start at ``eps`` (as the reference code does). A trace without any label step
+    falls back to the probabilities of generated step 0. Single-label (not in the paper):
+    the maxima are renormalised to sum 1.
+    """
+    chosen = _traces_by_id(traces, ids, source)
+    cols, _ = _label_columns(meta, labels, source)
+    values = np.full((len(chosen), len(labels)), epsilon)
+    fell_back = 0
+    for row, trace in enumerate(chosen):
+        probs = trace.label_step_probs()
+        if probs.shape[0] == 0:
+            if not trace.step_probs:
+                continue
+            fell_back += 1
+            probs = np.asarray(trace.step_probs[:1], dtype=float)
+        values[row] = np.maximum(values[row], probs[:, cols].max(axis=0))
+    if fell_back:
+        log.warning("%s: %d traces have no label step (used generated step 0)", source, fell_back)
+    if not multilabel:
+        values = normalise_rows(values)
+    return distribution_frame(ids, labels, np.clip(values, 0.0, 1.0))
+
+
+# ---------------------------------------------------------------------------- breakdowns
+
+
+def unary_breakdown(
+    unary: pd.DataFrame,
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    single_label_norm: str = "sum",
+    source: str = "unary.parquet",
+) -> pd.DataFrame:
+    """Paper §5.2.2: ``P(l) = P("reasonable" | text, l)``, unnormalised for multi-label.
+
+    Single-label: ``single_label_norm="sum"`` divides by the row sum; ``"softmax"`` applies a
+    softmax over the P(reasonable) values (what the reference code does).
+    """
+    needed = {"id", "label", "p_reasonable"}
+    if not needed <= set(unary.columns):
+        raise ValueError(f"{source}: needs columns {sorted(needed)}, has {list(unary.columns)}")
+    frame = unary.assign(id=unary["id"].astype(str))
+    dup = frame.duplicated(["id", "label"])
+    if dup.any():
+        raise ValueError(
+            f"{source}: duplicate (id, label) rows, e.g. {frame[dup].iloc[0].tolist()}"
+        )
+    wide = frame.pivot(index="id", columns="label", values="p_reasonable")
+    missing_labels = [lab for lab in labels if lab not in wide.columns]
+    if missing_labels:
+        raise ValueError(f"{source}: no unary scores for labels {missing_labels}")
+    values = align_to_ids(wide.reset_index(), ids, labels, source)
+    if np.isnan(values).any():
+        row, col = np.argwhere(np.isnan(values))[0]
+        raise ValueError(f"{source}: id {ids[row]} has no unary score for label {labels[col]!r}")
+    if not multilabel:
+        if single_label_norm == "softmax":
+            values = softmax(values, axis=1)
+        elif single_label_norm == "sum":
+            values = normalise_rows(values)
+        else:
+            raise ValueError(
+                f"unary single_label_norm must be 'sum' or 'softmax', got {single_label_norm!r}"
+            )
+    return distribution_frame(ids, labels, values)
+
+
+def pairwise_matrix(
+    binary: pd.DataFrame, ids: Sequence[str], items: Sequence[str], source: str = "binary.parquet"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (n_ids, n_pairs), pairs (n_pairs, 2))`` over every unordered pair of ``items``.
+
+    A pair stored in the other order (b, a) contributes ``1 - p_a``.
+    """
+    needed = {"id", "label_a", "label_b", "p_a"}
+    if not needed <= set(binary.columns):
+        raise ValueError(f"{source}: needs columns {sorted(needed)}, has {list(binary.columns)}")
+    pos = {lab: k for k, lab in enumerate(items)}
+    pairs = np.array([(i, j) for i in range(len(items)) for j in range(i + 1, len(items))])
+    pair_col = {(int(i), int(j)): k for k, (i, j) in enumerate(pairs)}
+    row_of = {i: r for r, i in enumerate(ids)}
+    probs = np.full((len(ids), len(pairs)), np.nan)
+    for rid, a, b, p in binary[["id", "label_a", "label_b", "p_a"]].itertuples(index=False):
+        rid = str(rid)
+        if rid not in row_of or a not in pos or b not in pos:
+            continue  # other examples, or none for single-label datasets
+        i, j = pos[a], pos[b]
+        if i < j:
+            probs[row_of[rid], pair_col[(i, j)]] = p
+        else:
+            probs[row_of[rid], pair_col[(j, i)]] = 1.0 - p
+    if np.isnan(probs).any():
+        row, col = np.argwhere(np.isnan(probs))[0]
+        a, b = items[pairs[col][0]], items[pairs[col][1]]
+        raise ValueError(f"{source}: id {ids[row]} has no comparison of {a!r} and {b!r}")
+    return probs, pairs
+
+
+def binary_breakdown(
+    binary: pd.DataFrame,
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    settings: BTSettings | None = None,
+    outcomes: bool = False,
+    source: str = "binary.parquet",
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Paper §5.2.2: a Bradley–Terry fit per example over labels (+ none for multi-label).
+
+    Multi-label: ``P(l) = sigmoid(s_l - s_none)``. Single-label: ``softmax(s)`` over labels.
+    ``outcomes=True`` rounds each pairwise probability to 0/1 first (§C). Returns the frame
+    and the fitted scores ``(n_ids, n_items)``.
+    """
+    items = [*labels, NONE_LABEL] if multilabel else list(labels)
+    probs, pairs = pairwise_matrix(binary, ids, items, source)
+    if outcomes:
+        probs = hard_outcomes(probs)
+    scores = fit_bradley_terry(probs, pairs, len(items), settings)
+    if multilabel:
+        values = expit(scores[:, :-1] - scores[:, -1:])
+    else:
+        values = softmax(scores, axis=1)
+    return distribution_frame(ids, labels, values), scores
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def constant_distribution(
+    ids: Sequence[str], labels: Sequence[str], multilabel: bool, value: float = 0.1
+) -> pd.DataFrame:
+    """The degenerate fixed distribution of §A.6: every label ``value`` (multi-label) or
+    uniform (single-label). Good NLL/L1 when most labels are absent, useless F1."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"constant distribution value must lie in [0, 1], got {value}")
+    fill = value if multilabel else 1.0 / len(labels)
+    return distribution_frame(ids, labels, np.full((len(ids), len(labels)), fill))
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+
+def bt_settings(params: dict) -> BTSettings:
+    keys = ("seed", "lr", "max_iter", "l2", "patience", "tol", "optimizer")
+    return BTSettings(**{k: params[k] for k in keys if k in params})
+
+
+def platt_settings(params: dict) -> PlattSettings:
+    keys = ("optimizer", "lr", "epochs")
+    return PlattSettings(**{k: params[k] for k in keys if k in params})
+
+
+def estimate(
+    kind: str,
+    params: dict,
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    *,
+    traces: tuple[TraceMeta, list[Trace]] | None = None,
+    unary: pd.DataFrame | None = None,
+    binary: pd.DataFrame | None = None,
+    scaler: PlattScaler | None = None,
+    source: str = "",
+) -> pd.DataFrame:
+    """Run method ``kind`` with its config ``params`` on the inputs it needs."""
+    params = dict(params or {})
+    ids = [str(i) for i in ids]
+    labels = list(labels)
+    eps = float(params.get("epsilon", EPSILON))
+    if kind in TRACE_KINDS and traces is None:
+        raise ValueError(f"method kind {kind!r} needs traces ({source})")
+    if kind == "compare_to_none":
+        frame = compare_to_none(*traces, ids, labels, multilabel, None, source)
+    elif kind == "compare_to_none_platt":
+        if scaler is None:
+            raise ValueError(f"method kind {kind!r} needs a scaler fitted on the calibration set")
+        frame = compare_to_none(*traces, ids, labels, multilabel, scaler, source)
+    elif kind == "hard_predictions":
+        frame = hard_predictions(traces[1], ids, labels, multilabel, eps, source)
+    elif kind == "max_over_generations":
+        frame = max_over_generations(*traces, ids, labels, multilabel, eps, source)
+    elif kind == "unary":
+        if unary is None:
+            raise ValueError(f"method kind 'unary' needs unary breakdown scores ({source})")
+        norm = params.get("single_label_norm", "sum")
+        frame = unary_breakdown(unary, ids, labels, multilabel, norm, source)
+    elif kind == "binary":
+        if binary is None:
+            raise ValueError(f"method kind 'binary' needs binary breakdown scores ({source})")
+        outcomes = bool(params.get("outcomes", False))
+        frame, _ = binary_breakdown(
+            binary, ids, labels, multilabel, bt_settings(params), outcomes, source
+        )
+    elif kind == "constant":
+        frame = constant_distribution(ids, labels, multilabel, float(params.get("value", 0.1)))
+    else:
+        raise ValueError(f"unknown method kind {kind!r}; known kinds: {list(KINDS)}")
+    # hard predictions on an unparseable single-label output deliberately predict nothing
+    atol = 1.0 if kind == "hard_predictions" else 1e-6
+    validate_distribution(frame, labels, multilabel, source or kind, atol=atol)
+    return frame

@@ -1,0 +1,323 @@
+"""Token-level marginalisation: P(label appears anywhere in the generated list).
+
+The method family of *Token Level Marginalization for Multi-Label LLM Classifiers* (2025,
+"marginal probability at any position"): instead of reading label probabilities at one
+generation step, sum the probability of every generation path whose parsed label list
+contains the label. The space of paths is exponential, so the search is bounded:
+
+* **Best-first (uniform-cost) search** over continuations: the frontier node with the largest
+  path probability is expanded next, so complete paths are found in roughly decreasing
+  probability order and the explored mass grows as fast as possible.
+* **Top-p pruning** per step: only the smallest set of next tokens holding ``top_p`` of the
+  mass (at most ``top_k`` tokens) is expanded; the rest is *unexplored mass*.
+* **Budgets**: stop after ``max_paths`` complete paths or ``max_expansions`` forward passes;
+  a path ends at EOS, at the end of the label list (``is_complete``) or after
+  ``max_new_tokens``; paths lighter than ``min_path_mass`` are not expanded.
+
+Mass bookkeeping: ``explored + unexplored = 1`` (up to float error), where ``explored`` is
+the mass of complete paths and ``unexplored`` everything pruned or left on the frontier.
+For each label, ``lower`` (mass of explored paths listing it) and ``lower + unexplored``
+bound the exact marginal; ``normalized = lower / explored`` is the estimate the method row
+uses (unexplored paths assumed to list labels as often as explored ones).
+
+Cost: one forward pass per expansion (``<= 1 + max_expansions``). Each pass feeds only the
+tokens of the popped path that are not in the KV cache: the prompt's KV is computed once and
+the cache is cropped back to the longest common prefix of the previous and the next path, so
+a child expanded right after its parent costs a single token.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    top_p: float = 0.99
+    max_paths: int = 32
+    max_new_tokens: int = 20
+    max_expansions: int | None = None  # default: max_paths * max_new_tokens
+    top_k: int | None = 20
+    min_path_mass: float = 1e-4
+
+    def __post_init__(self):
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"marginalization top_p must lie in (0, 1], got {self.top_p}")
+        if self.max_paths < 1 or self.max_new_tokens < 1:
+            raise ValueError(
+                f"marginalization needs max_paths >= 1 and max_new_tokens >= 1, got {self}"
+            )
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"marginalization top_k must be >= 1 or null, got {self.top_k}")
+        if self.max_expansions is not None and self.max_expansions < 1:
+            raise ValueError(
+                f"marginalization max_expansions must be >= 1, got {self.max_expansions}"
+            )
+
+    @property
+    def expansion_budget(self) -> int:
+        if self.max_expansions is not None:
+            return int(self.max_expansions)
+        return self.max_paths * self.max_new_tokens
+
+
+@dataclass
+class CompletePath:
+    tokens: list[int]
+    text: str
+    mass: float
+    labels: list[str] | None  # None: unparseable
+
+
+@dataclass
+class MarginalResult:
+    labels: list[str]
+    lower: np.ndarray  # per label: mass of explored complete paths listing it
+    explored_mass: float
+    unexplored_mass: float
+    unparsed_mass: float
+    n_expansions: int
+    paths: list[CompletePath] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_paths(self) -> int:
+        return len(self.paths)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.minimum(self.lower + self.unexplored_mass, 1.0)
+
+    @property
+    def normalized(self) -> np.ndarray:
+        if self.explored_mass <= 0:
+            return np.zeros_like(self.lower)
+        return np.clip(self.lower / self.explored_mass, 0.0, 1.0)
+
+    def probs(self, estimate: str = "normalized") -> np.ndarray:
+        if estimate == "normalized":
+            return self.normalized
+        if estimate == "lower":
+            return self.lower.copy()
+        if estimate == "upper":
+            return self.upper
+        raise ValueError(
+            f"marginalization estimate must be normalized|lower|upper, got {estimate!r}"
+        )
+
+
+def nucleus(logprobs: np.ndarray, top_p: float, top_k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and probabilities of the smallest top-p set (capped at top_k), best first."""
+    probs = np.exp(logprobs - logprobs.max())
+    probs = probs / probs.sum()
+    k_max = len(probs) if top_k is None else min(top_k, len(probs))
+    order = (
+        np.argpartition(-probs, k_max - 1)[:k_max] if k_max < len(probs) else np.arange(len(probs))
+    )
+    order = order[np.argsort(-probs[order], kind="stable")]
+    cum = np.cumsum(probs[order])
+    keep = int(np.searchsorted(cum, top_p - 1e-12) + 1)
+    keep = min(keep, len(order))
+    return order[:keep], probs[order[:keep]]
+
+
+def search_paths(
+    step_logprobs: Callable[[list[int]], np.ndarray],
+    decode: Callable[[list[int]], str],
+    eos_ids: set[int],
+    parse_fn: Callable[[str], list[str] | None],
+    labels: Sequence[str],
+    settings: SearchSettings | None = None,
+    is_complete: Callable[[str], bool] | None = None,
+    finalize_text: Callable[[str], str] | None = None,
+) -> MarginalResult:
+    """Bounded best-first enumeration of generation paths (see the module docstring).
+
+    ``step_logprobs(suffix)`` gives next-token log-probabilities after the prompt followed
+    by ``suffix``; ``decode`` turns generated ids into text (special tokens dropped);
+    ``finalize_text`` (e.g. cut at a stop string) runs before ``parse_fn``.
+    """
+    settings = settings or SearchSettings()
+    start = time.time()
+    labels = list(labels)
+    index = {lab: k for k, lab in enumerate(labels)}
+    lower = np.zeros(len(labels))
+    counter = itertools.count()  # tie-breaker: equal masses pop in insertion order
+    frontier: list[tuple[float, int, list[int], float]] = [(-0.0, next(counter), [], 1.0)]
+    paths: list[CompletePath] = []
+    unexplored = 0.0
+    unparsed = 0.0
+    expansions = 0
+
+    def complete(tokens: list[int], mass: float) -> None:
+        nonlocal unparsed
+        text = decode(tokens)
+        if finalize_text is not None:
+            text = finalize_text(text)
+        parsed = parse_fn(text)
+        paths.append(CompletePath(tokens, text, mass, parsed))
+        if parsed is None:
+            unparsed += mass
+            return
+        for lab in set(parsed):
+            if lab in index:
+                lower[index[lab]] += mass
+
+    budget = settings.expansion_budget
+    while frontier and len(paths) < settings.max_paths and expansions < budget:
+        _, _, tokens, mass = heapq.heappop(frontier)
+        logprobs = np.asarray(step_logprobs(tokens), dtype=np.float64)
+        expansions += 1
+        ids, probs = nucleus(logprobs, settings.top_p, settings.top_k)
+        unexplored += mass * max(0.0, 1.0 - float(probs.sum()))
+        for tok, p in zip(ids.tolist(), probs.tolist(), strict=True):
+            child_mass = mass * p
+            child = [*tokens, int(tok)]
+            if tok in eos_ids:
+                complete(tokens, child_mass)
+                continue
+            if len(child) >= settings.max_new_tokens or (
+                is_complete is not None and is_complete(decode(child))
+            ):
+                complete(child, child_mass)
+                continue
+            if child_mass < settings.min_path_mass:
+                unexplored += child_mass
+                continue
+            heapq.heappush(frontier, (-math.log(child_mass), next(counter), child, child_mass))
+    unexplored += sum(node[3] for node in frontier)
+    explored = float(sum(p.mass for p in paths))
+    return MarginalResult(
+        labels=labels,
+        lower=lower,
+        explored_mass=explored,
+        unexplored_mass=float(unexplored),
+        unparsed_mass=float(unparsed),
+        n_expansions=expansions,
+        paths=paths,
+        seconds=time.time() - start,
+    )
+
+
+class HFStepper:
+    """Next-token log-probabilities after ``prompt + suffix`` for a transformers causal LM.
+
+    The prompt's KV cache is computed once; for each query the cache is cropped to the
+    longest common prefix with the previous suffix and only the new tokens are fed.
+    """
+
+    def __init__(self, model, prompt_ids: Sequence[int]):
+        import torch
+
+        if len(prompt_ids) == 0:
+            raise ValueError("marginalization: the prompt tokenised to zero tokens")
+        self.torch = torch
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.prompt_len = len(prompt_ids)
+        with torch.no_grad():
+            out = model(
+                input_ids=torch.tensor([list(prompt_ids)], device=self.device), use_cache=True
+            )
+        self.cache = out.past_key_values
+        self.root = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu().numpy()
+        self.cached: list[int] = []  # suffix tokens currently in the cache after the prompt
+        self.forwards = 1
+
+    def _crop_to(self, n_suffix: int) -> None:
+        drop = len(self.cached) - n_suffix
+        if drop > 0:
+            self.cache.crop(-drop)  # transformers 5.x: a negative count removes tokens
+            self.cached = self.cached[:n_suffix]
+
+    def __call__(self, suffix: list[int]) -> np.ndarray:
+        if not suffix:
+            return self.root
+        common = 0
+        for a, b in zip(self.cached, suffix, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(suffix) - 1)  # feed at least one token to get logits
+        self._crop_to(common)
+        new = suffix[common:]
+        torch = self.torch
+        with torch.no_grad():
+            out = self.model(
+                input_ids=torch.tensor([new], device=self.device),
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+        self.cache = out.past_key_values
+        self.cached = list(suffix)
+        self.forwards += 1
+        return torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu().numpy()
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for source in (
+        getattr(tokenizer, "eos_token_id", None),
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+    ):
+        if source is None:
+            continue
+        ids.update(source if isinstance(source, (list, tuple)) else [source])
+    return {int(i) for i in ids}
+
+
+def marginal_label_probs(
+    model,
+    tokenizer,
+    prompt_text: str,
+    labels: Sequence[str],
+    parse_fn: Callable[[str], list[str] | None],
+    top_p: float = 0.99,
+    max_paths: int = 32,
+    max_new_tokens: int = 20,
+    *,
+    max_expansions: int | None = None,
+    top_k: int | None = 20,
+    min_path_mass: float = 1e-4,
+    is_complete: Callable[[str], bool] | None = None,
+    finalize_text: Callable[[str], str] | None = None,
+    prompt_ids: Sequence[int] | None = None,
+    add_special_tokens: bool = True,
+) -> MarginalResult:
+    """Marginal P(label in generated list) for one prompt (HF transformers model).
+
+    ``parse_fn(text)`` returns the listed labels ([] for none) or None when unparseable.
+    ``prompt_ids`` overrides tokenising ``prompt_text`` (to match the trace engine exactly).
+    """
+    settings = SearchSettings(
+        top_p=top_p,
+        max_paths=max_paths,
+        max_new_tokens=max_new_tokens,
+        max_expansions=max_expansions,
+        top_k=top_k,
+        min_path_mass=min_path_mass,
+    )
+    if prompt_ids is None:
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=add_special_tokens)["input_ids"]
+    stepper = HFStepper(model, list(prompt_ids))
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    return search_paths(
+        stepper,
+        decode,
+        _eos_ids(model, tokenizer),
+        parse_fn,
+        labels,
+        settings,
+        is_complete=is_complete,
+        finalize_text=finalize_text,
+    )

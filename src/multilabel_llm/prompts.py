@@ -1,0 +1,305 @@
+"""Prompts as the paper builds them: instruction + n demonstrations + query, no chat template.
+
+A prompt config (config/prompt/<name>.yaml) holds the defaults and a ``templates`` map keyed
+by dataset name (``default`` when the dataset has no entry). A template entry may override
+any top-level key, so one prompt config covers every dataset's wording and label format::
+
+    templates:
+      default: {instruction: "...{labels}...\\n", example: "Input: {text}\\n{label}\\n"}
+      mfrc: {instruction: ..., example: "Input: {text}\\nMoral foundation(s): {label}\\n",
+             label_format: comma}
+
+The prompt is ``instruction + demos + query`` stripped (the reference code's choice), where a
+demo is ``example`` filled with the demo's text and formatted gold labels and the query is
+``example`` cut just before ``{label}``. ``{labels}`` in the instruction reads "a, b, c and d".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import NONE_LABEL
+
+LABEL_FORMATS = ("json", "comma")
+LABEL_ORDERS = ("dataset", "alphabetical", "reverse", "random")
+SAMPLINGS = ("auto", "multilabel", "uniform", "random")
+_SENTINEL = "\x00LABEL\x00"
+TEMPLATE_KEYS = (
+    "instruction",
+    "example",
+    "label_format",
+    "max_new_tokens",
+    "sampling",
+    "stop",
+    "n_shots",
+    "multilabel_ratio",
+)
+
+
+@dataclass
+class PromptSpec:
+    """One dataset's resolved prompt settings (a prompt config + its template entry)."""
+
+    name: str
+    instruction: str
+    example: str
+    label_format: str = "json"
+    n_shots: int = 10
+    multilabel_ratio: float = 0.5
+    sampling: str = "auto"
+    label_order: str = "dataset"
+    seed: int = 0
+    max_new_tokens: int = 18
+    stop: list[str] = field(default_factory=lambda: ["Input:", "Question:"])
+    strip: bool = True
+
+    def __post_init__(self):
+        where = f"prompt {self.name!r}"
+        if self.label_format not in LABEL_FORMATS:
+            raise ValueError(f"{where}: label_format {self.label_format!r} not in {LABEL_FORMATS}")
+        if self.label_order not in LABEL_ORDERS:
+            raise ValueError(f"{where}: label_order {self.label_order!r} not in {LABEL_ORDERS}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"{where}: sampling {self.sampling!r} not in {SAMPLINGS}")
+        if not 0.0 <= float(self.multilabel_ratio) <= 1.0:
+            raise ValueError(f"{where}: multilabel_ratio {self.multilabel_ratio} not in [0, 1]")
+        if "{text}" not in self.example or "{label}" not in self.example:
+            raise ValueError(f"{where}: example template needs {{text}} and {{label}}")
+        if self.example.index("{text}") > self.example.index("{label}"):
+            raise ValueError(f"{where}: example template must put {{text}} before {{label}}")
+
+
+def resolve_prompt(prompt_cfg: dict, dataset: str, template: str | None = None) -> PromptSpec:
+    """Merge the template entry for ``template`` (or ``dataset``, else ``default``)."""
+    templates = prompt_cfg.get("templates") or {}
+    name = prompt_cfg.get("name", "<prompt>")
+    key = template or (dataset if dataset in templates else "default")
+    if key not in templates:
+        raise ValueError(
+            f"prompt {name!r}: no template {key!r} (have {sorted(templates)}); add one or a "
+            "'default' entry under templates"
+        )
+    merged = {k: v for k, v in prompt_cfg.items() if k in PromptSpec.__dataclass_fields__}
+    for k, v in (templates[key] or {}).items():
+        if k not in TEMPLATE_KEYS:
+            raise ValueError(
+                f"prompt {name!r}: templates.{key}.{k} unknown; allowed {TEMPLATE_KEYS}"
+            )
+        merged[k] = v
+    merged["name"] = name
+    if "stop" in merged and merged["stop"] is not None:
+        merged["stop"] = list(merged["stop"])
+    for k in ("instruction", "example"):
+        if k not in merged:
+            raise ValueError(f"prompt {name!r}: template {key!r} lacks {k!r}")
+    return PromptSpec(**merged)
+
+
+def pick_template(prompt_cfg: dict, *candidates) -> str:
+    """First of ``candidates`` (e.g. the dataset's loader, then its name) with a template."""
+    templates = prompt_cfg.get("templates") or {}
+    for key in candidates:
+        if key and key in templates:
+            return key
+    return "default"
+
+
+def join_labels(labels) -> str:
+    """ "a, b, c and d" (the instruction's label list)."""
+    labels = list(labels)
+    if len(labels) <= 1:
+        return "".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def order_labels(labels, order: str, seed: int = 0) -> list[str]:
+    labels = list(labels)
+    if order == "dataset":
+        return labels
+    if order == "alphabetical":
+        return sorted(labels)
+    if order == "reverse":
+        return sorted(labels, reverse=True)
+    if order == "random":
+        rng = random.Random(seed)
+        rng.shuffle(labels)
+        return labels
+    raise ValueError(f"label_order {order!r} not in {LABEL_ORDERS}")
+
+
+def format_labels(labels, label_format: str) -> str:
+    labels = list(labels)
+    if label_format == "json":
+        return json.dumps({"label": labels or [NONE_LABEL]})
+    if label_format == "comma":
+        return ", ".join(labels) or NONE_LABEL
+    raise ValueError(f"label_format {label_format!r} not in {LABEL_FORMATS}")
+
+
+@dataclass
+class ParsedOutput:
+    labels: list[str] | None  # None = unparseable; [] = the model said none
+    unknown: list[str] = field(default_factory=list)
+    spans: list[tuple[str, int]] = field(default_factory=list)  # (label or none, char start)
+
+
+def parse_output(text: str, labels, label_format: str) -> ParsedOutput:
+    """Parse a generated label list; never raises (unparseable -> ``labels=None``).
+
+    ``spans`` gives where each listed label (or ``none``) starts in ``text``, so the trace can
+    say which generated step starts which label.
+    """
+    known = {lab.lower(): lab for lab in labels}
+    if label_format == "json":
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end < start:
+            return ParsedOutput(None)
+        try:
+            obj = json.loads(text[start : end + 1])
+        except json.JSONDecodeError:
+            return ParsedOutput(None)
+        items = obj.get("label") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            return ParsedOutput(None)
+        # Locate every quoted item after the "label" key, in order.
+        spans, cursor = [], text.find("[", start)
+        for item in items:
+            pos = text.find(json.dumps(item)[1:-1], cursor) if cursor >= 0 else -1
+            if pos >= 0:
+                spans.append((item, pos))
+                cursor = pos + len(item)
+    else:
+        body = text.lstrip()
+        offset = len(text) - len(body)
+        line = body.split("\n", 1)[0]
+        if not line.strip():
+            return ParsedOutput(None)
+        items, spans, pos = [], [], 0
+        for part in line.split(","):
+            stripped = part.strip()
+            lead = len(part) - len(part.lstrip())
+            items.append(stripped)
+            spans.append((stripped, offset + pos + lead))
+            pos += len(part) + 1
+    out, unknown, label_spans = [], [], []
+    for item, pos in spans:
+        key = item.strip().lower()
+        if key == NONE_LABEL:
+            label_spans.append((NONE_LABEL, pos))
+        elif key in known:
+            if known[key] not in out:
+                out.append(known[key])
+            label_spans.append((known[key], pos))
+        elif key:
+            unknown.append(item)
+    if items and not label_spans:
+        return ParsedOutput(None, unknown=unknown)  # only unknown words: not a label list
+    return ParsedOutput(out, unknown=unknown, spans=label_spans)
+
+
+def fallback_labels(text: str, labels) -> list[str]:
+    """Labels mentioned anywhere in ``text`` (whole words), for unparseable outputs."""
+    low = text.lower()
+    return [lab for lab in labels if re.search(rf"\b{re.escape(lab.lower())}\b", low)]
+
+
+def sample_demos(pool: pd.DataFrame, spec: PromptSpec, labels, multilabel: bool) -> pd.DataFrame:
+    """The demos every query of a run shares (seeded; the reference resets its seed per call).
+
+    multilabel: round(n * ratio) examples with >1 gold label, the rest with exactly one,
+    shuffled; uniform: n // (L + 1) per label and none, topped up at random; random: any.
+    """
+    n = int(spec.n_shots)
+    rng = random.Random(spec.seed)
+    if n == 0:
+        return pool.iloc[:0]
+    if len(pool) < n:
+        raise ValueError(f"prompt {spec.name!r}: demo pool has {len(pool)} examples, need {n}")
+    sampling = spec.sampling
+    if sampling == "auto":
+        sampling = "multilabel" if multilabel else "uniform"
+    n_labels = pool["labels"].map(len)
+    idx = list(range(len(pool)))
+    if sampling == "multilabel":
+        multi = [i for i in idx if n_labels.iloc[i] > 1]
+        single = [i for i in idx if n_labels.iloc[i] == 1]
+        n_multi = min(round(n * float(spec.multilabel_ratio)), len(multi))
+        if n - n_multi > len(single):
+            raise ValueError(
+                f"prompt {spec.name!r}: need {n - n_multi} single-label demos, pool has "
+                f"{len(single)}"
+            )
+        chosen = rng.sample(multi, n_multi) + rng.sample(single, n - n_multi)
+    elif sampling == "uniform":
+        per = n // (len(labels) + 1)
+        chosen = []
+        for lab in [*labels, NONE_LABEL]:
+            if lab == NONE_LABEL:
+                cands = [i for i in idx if n_labels.iloc[i] == 0]
+            else:
+                cands = [i for i in idx if lab in pool["labels"].iloc[i]]
+            cands = [i for i in cands if i not in chosen]
+            chosen += rng.sample(cands, min(per, len(cands)))
+        rest = [i for i in idx if i not in chosen]
+        chosen += rng.sample(rest, n - len(chosen))
+    else:
+        chosen = rng.sample(idx, n)
+    rng.shuffle(chosen)
+    return pool.iloc[chosen]
+
+
+@dataclass
+class PromptBuilder:
+    """Builds the shared prefix and the per-query prompts of one (dataset, prompt) run."""
+
+    spec: PromptSpec
+    labels: list[str]  # in the order the prompt presents them
+    demos: list[tuple[str, list[str]]]
+
+    @classmethod
+    def from_dataset(cls, spec: PromptSpec, dataset, demo_split: str = "train", exclude=()):
+        labels = order_labels(dataset.labels, spec.label_order, spec.seed)
+        pool = dataset.split(demo_split)
+        pool = pool[~pool["id"].isin(set(exclude))]
+        demos = sample_demos(pool, spec, labels, dataset.multilabel)
+        rank = {lab: i for i, lab in enumerate(labels)}
+        pairs = [
+            (text, sorted(labs, key=rank.__getitem__))
+            for text, labs in zip(demos["text"], demos["labels"], strict=True)
+        ]
+        return cls(spec, labels, pairs)
+
+    def format(self, labels) -> str:
+        return format_labels(labels, self.spec.label_format)
+
+    def instruction(self) -> str:
+        return self.spec.instruction.replace("{labels}", join_labels(self.labels))
+
+    def block(self, text: str, labels) -> str:
+        return self.spec.example.replace("{text}", text).replace("{label}", self.format(labels))
+
+    def prefix(self) -> str:
+        """Instruction + demos: identical for every query of the run."""
+        text = self.instruction() + "".join(self.block(t, labs) for t, labs in self.demos)
+        return text.lstrip() if self.spec.strip else text
+
+    def query(self, text: str) -> str:
+        head = self.spec.example.replace("{text}", text).split("{label}", 1)[0]
+        return head
+
+    def prompt(self, text: str) -> str:
+        full = self.instruction() + "".join(self.block(t, labs) for t, labs in self.demos)
+        full += self.query(text)
+        return full.strip() if self.spec.strip else full
+
+    def completion(self, labels) -> str:
+        """What a perfect answer looks like right after ``prompt`` (incl. stripped space)."""
+        head = self.spec.example.split("{label}", 1)[0]
+        stripped = head[len(head.rstrip()) :] if self.spec.strip else ""
+        tail = self.spec.example.split("{label}", 1)[1]
+        return stripped + self.format(labels) + tail

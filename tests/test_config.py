@@ -1,0 +1,61 @@
+"""Config composition and validation: a wrong key or value is reported by name."""
+
+from pathlib import Path
+
+import pytest
+
+from multilabel_llm.config import ConfigError, compose, load_config, validate
+
+
+def test_demo_experiment_composes_and_validates():
+    cfg = load_config({"experiment": "demo"})
+    assert cfg["experiment_name"] == "demo"
+    assert cfg["datasets"] and cfg["models"] and cfg["prompts"] and cfg["methods"]
+    assert cfg["models"]["smollm2"]["size_class"] == "tiny"
+
+
+def test_snakemake_config_items_become_hydra_overrides():
+    cfg = load_config({"experiment": "demo", "models.smollm2.dtype": "bfloat16"})
+    assert cfg["models"]["smollm2"]["dtype"] == "bfloat16"
+
+
+def test_unknown_experiment_names_key_and_allowed_values():
+    with pytest.raises(ConfigError) as err:
+        load_config({"experiment": "no_such_experiment"})
+    message = str(err.value)
+    assert "'experiment'" in message
+    assert "demo" in message  # the allowed values are listed
+
+
+def test_bad_size_class_is_rejected_naming_the_key():
+    with pytest.raises(ConfigError) as err:
+        load_config({"experiment": "demo", "models.smollm2.size_class": "huge"})
+    message = str(err.value)
+    assert "models.smollm2.size_class" in message
+    assert "'huge'" in message and "70b" in message
+
+
+def test_unknown_top_level_key_is_rejected():
+    cfg = compose("demo")
+    cfg["reslts_dir"] = "typo"
+    with pytest.raises(ConfigError, match="reslts_dir"):
+        validate(cfg)
+
+
+def test_missing_required_key_is_rejected():
+    cfg = compose("demo")
+    del cfg["testsets"]
+    with pytest.raises(ConfigError, match="'testsets' is a required property"):
+        validate(cfg)
+
+
+def test_override_of_missing_key_fails_before_anything_runs():
+    with pytest.raises(ConfigError, match="models.smollm2.no_such_key"):
+        load_config({"experiment": "demo", "models.smollm2.no_such_key": 1})
+
+
+def test_every_experiment_file_composes(tmp_path: Path):
+    # Paper-scale experiments must at least compose and validate (they are dry-run on CI).
+    for path in sorted((Path(__file__).parents[1] / "config" / "experiment").glob("*.yaml")):
+        cfg = load_config({"experiment": path.stem})
+        assert cfg["experiment_name"] == path.stem

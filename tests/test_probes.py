@@ -1,0 +1,170 @@
+"""Linear probes: metric definitions by hand, real training on a separable synthetic set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multilabel_llm.datasets.canonical import CanonicalDataset
+from multilabel_llm.probes import (
+    ProbeData,
+    ProbeSet,
+    fit_probes,
+    load_probe_data,
+    majority_baseline,
+    micro_f1,
+    probe_distribution,
+    probe_scores,
+)
+from multilabel_llm.traces import LabelStep, Trace, TraceMeta, write_traces
+
+LABELS = ["anger", "joy", "sadness"]
+CFG = {"seed": 0, "svd_factor": 4, "C_grid": [None], "max_iter": 500, "solver": "saga"}
+
+
+def synthetic(n: int, d: int = 32, seed: int = 0, noise: float = 0.3):
+    """Label k is on when latent factor k > 0; every feature mixes the factors (like real
+    hidden states, whose informative directions span many coordinates) plus noise."""
+    rng = np.random.default_rng(seed)
+    mixing = np.random.default_rng(123).normal(size=(len(LABELS), d))
+    Z = rng.normal(size=(n, len(LABELS)))
+    X = (Z @ mixing + noise * rng.normal(size=(n, d))).astype(np.float32)
+    return X, (Z > 0).astype(int)
+
+
+def test_micro_f1_by_hand():
+    y = np.array([[1, 0, 1], [0, 1, 0]])
+    p = np.array([[1, 1, 0], [0, 1, 0]])
+    # tp=2 (0,0),(1,1); fp=1 (0,1); fn=1 (0,2) -> 2*2/(4+1+1)
+    assert micro_f1(y, p) == pytest.approx(4 / 6)
+    mask = np.array([[False, True, True], [True, True, True]])
+    # drop cell (0,0): tp=1, fp=1, fn=1 -> 2/4
+    assert micro_f1(y, p, mask) == pytest.approx(0.5)
+    assert micro_f1(np.zeros((2, 2)), np.zeros((2, 2))) == 0.0
+
+
+def test_probe_beats_majority_on_separable_set():
+    X, Y = synthetic(300)
+    X_ev, Y_ev = synthetic(150, seed=1)
+    probes, _ = fit_probes(X, Y, LABELS, True, CFG)
+    f1 = micro_f1(Y_ev, probes.predict(X_ev))
+    base = micro_f1(Y_ev, majority_baseline(Y, len(Y_ev), True))
+    assert f1 > 0.9
+    assert f1 > base + 0.2
+    # SVD keeps d // 4 components.
+    assert probes.svd.n_components == 32 // 4
+
+
+def test_svd_components_capped_by_samples():
+    probes = ProbeSet(labels=LABELS)
+    assert probes.n_components(n_samples=5, d=64) == 4
+    assert probes.n_components(n_samples=500, d=64) == 16
+    assert ProbeSet(labels=LABELS, svd_min_components=20).n_components(500, 64) == 20
+
+
+def test_single_class_label_gets_constant_probability():
+    X, Y = synthetic(60)
+    Y[:, 2] = 0  # sadness never present in training
+    probes = ProbeSet(labels=LABELS).fit(X, Y)
+    proba = probes.predict_proba(X[:4])
+    # Laplace-smoothed training frequency: (0 + 1) / (60 + 2)
+    assert proba[:, 2] == pytest.approx(np.full(4, 1 / 62))
+    assert "sadness" in probes.constant and "sadness" not in probes.models
+
+
+def test_c_grid_selection_on_held_out_part():
+    X, Y = synthetic(120)
+    probes, selection = fit_probes(X, Y, LABELS, True, {**CFG, "C_grid": [1e-4, None]})
+    assert selection["C"].isna().tolist() == [False, True]  # None (no penalty) is NaN here
+    # a tiny C shrinks every weight to ~0 and predicts no labels; no penalty wins
+    assert probes.C is None
+
+
+def test_single_label_probe_rows_sum_to_one():
+    X, Y = synthetic(200)
+    cls = Y[:, 0]  # two classes: anger vs joy
+    Y1 = np.zeros((200, 3), dtype=int)
+    Y1[np.arange(200), np.where(cls == 1, 0, 1)] = 1
+    probes, _ = fit_probes(X, Y1, LABELS, False, CFG)
+    proba = probes.predict_proba(X)
+    assert proba.sum(1) == pytest.approx(np.ones(200))
+    assert proba[:, 2] == pytest.approx(np.zeros(200))  # never seen class
+    assert micro_f1(Y1, probes.predict(X)) > 0.9
+
+
+def test_pred_2plus_masks_only_the_first_label():
+    # Pred probe learns the model's predictions perfectly except on each example's first label.
+    X, Y = synthetic(200)
+    first = np.where(Y[:, 1] == 1, 1, np.where(Y[:, 0] == 1, 0, -1))
+    data = ProbeData(
+        ids=[str(i) for i in range(200)],
+        X=X,
+        gold=Y,
+        pred=Y.copy(),
+        parsed=np.ones(200, dtype=bool),
+        first=first,
+    )
+    scores, probes = probe_scores(data, data, LABELS, True, CFG)
+    by = scores.set_index("variant")
+    assert list(scores["variant"]) == ["Gold", "Pred", "Pred 2+", "Perf"]
+    assert by.loc["Perf", "micro_f1"] == 1.0  # predictions equal gold
+    assert by.loc["Pred 2+", "n"] == int((first >= 0).sum())
+    # recompute Pred 2+ by hand
+    rows = first >= 0
+    hard = probes["pred"].predict(X[rows])
+    mask = np.ones((rows.sum(), 3), dtype=bool)
+    mask[np.arange(rows.sum()), first[rows]] = False
+    assert by.loc["Pred 2+", "micro_f1"] == pytest.approx(micro_f1(Y[rows], hard, mask))
+
+
+def _dataset(ids, gold):
+    rows = []
+    for ex_id, labs in zip(ids, gold, strict=True):
+        rows.append(
+            {
+                "id": ex_id,
+                "split": "train",
+                "text": f"text {ex_id}",
+                "labels": labs,
+                "annotators": [],
+                "annotator_labels": [],
+                "n_annotators": 0,
+                **{f"h_{lab}": float("nan") for lab in LABELS},
+            }
+        )
+    return CanonicalDataset("toy", LABELS, True, pd.DataFrame(rows), has_annotators=False)
+
+
+def test_load_probe_data_and_distribution(tmp_path):
+    ids = ["a", "b", "c"]
+    ds = _dataset(ids, [["joy"], [], ["anger", "sadness"]])
+    np.savez(tmp_path / "hidden.npz", ids=np.array(ids), states=np.eye(3, 4, dtype=np.float32))
+    traces = [
+        Trace("a", "", ["joy"], [LabelStep(2, "joy")], [], []),
+        Trace("b", "", None, [], [], []),
+        # generated sadness before anger: sadness is the first label
+        Trace(
+            "c", "", ["anger", "sadness"], [LabelStep(4, "anger"), LabelStep(2, "sadness")], [], []
+        ),
+    ]
+    write_traces(tmp_path / "t.jsonl.gz", TraceMeta(labels=LABELS), traces)
+    data = load_probe_data(tmp_path / "hidden.npz", tmp_path / "t.jsonl.gz", ds)
+    assert data.gold.tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 1]]
+    assert data.pred.tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 1]]
+    assert data.parsed.tolist() == [True, False, True]
+    assert data.first.tolist() == [1, -1, 2]
+
+    X, Y = synthetic(80, d=4)
+    probes = ProbeSet(labels=LABELS).fit(X, Y)
+    dist = probe_distribution(probes, data.ids, data.X)
+    assert list(dist.columns) == ["id", *LABELS]
+    assert dist[LABELS].to_numpy().min() >= 0 and dist[LABELS].to_numpy().max() <= 1
+
+
+def test_bad_hidden_file_names_the_problem(tmp_path):
+    ds = _dataset(["a"], [["joy"]])
+    np.savez(tmp_path / "hidden.npz", ids=np.array(["a", "b"]), states=np.zeros((1, 4)))
+    write_traces(tmp_path / "t.jsonl.gz", TraceMeta(labels=LABELS), [])
+    with pytest.raises(ValueError, match="hidden.npz.*shape"):
+        load_probe_data(tmp_path / "hidden.npz", tmp_path / "t.jsonl.gz", ds)

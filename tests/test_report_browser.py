@@ -1,0 +1,308 @@
+"""End to end: the analysis, figure and report rules on hand-built traces, then the HTML report
+opened in a real headless Chromium, checking that every figure and table renders.
+
+The rules run under a throwaway Snakefile that stands in for the lead's Snakefile/common.smk
+(config, slot lists, *_cfg helpers) and includes the real rule files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from multilabel_llm.datasets.canonical import CanonicalDataset, save_canonical
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "traces"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+LABELS = ["anger", "joy", "sadness"]
+GOLD = {"a": ["joy", "sadness"], "b": ["sadness"], "c": ["anger"], "d": ["joy", "anger"], "e": []}
+
+CONFIG = {
+    "experiment_name": "browser-test",
+    "datasets": {"toyemo": {"name": "toyemo"}},
+    "models": {
+        "toy-base": {"family": "toy", "instruct": False},
+        "toy-instruct": {"family": "toy", "instruct": True},
+    },
+    "prompts": {
+        "half": {"name": "half", "multilabel_ratio": 0.5, "label_order": "alphabetical"},
+        "all-reverse": {"name": "all-reverse", "multilabel_ratio": 1.0, "label_order": "reverse"},
+    },
+    "testsets": {"multilabel": {}},
+    "analyses": {"attention_models": ["toy-instruct"], "prompt": "half"},
+}
+
+SNAKEFILE = f"""
+import json
+config.update(json.load(open("config.json")))
+RESULTS = "results"
+DATASETS, MODELS = list(config["datasets"]), list(config["models"])
+PROMPTS, TESTSETS = list(config["prompts"]), list(config["testsets"])
+
+def dataset_cfg(name):
+    return config["datasets"][name]
+
+def model_cfg(name):
+    return config["models"][name]
+
+def prompt_cfg(name):
+    return config["prompts"][name]
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    prompt="|".join(PROMPTS),
+    model="[^/]+",
+    testset="[^/]+",
+
+report: "{ROOT}/workflow/report/workflow.rst"
+
+include: "{ROOT}/rules/analyses.smk"
+include: "{ROOT}/rules/figures.smk"
+include: "{ROOT}/rules/report.smk"
+
+rule all:
+    input:
+        REPORT_TARGETS,
+"""
+
+
+def build_workspace(work: Path) -> None:
+    """Inputs the upstream stages would make: dataset, traces, attention, probes, tables."""
+    (work / "config.json").write_text(json.dumps(CONFIG))
+    (work / "Snakefile").write_text(SNAKEFILE)
+    results = work / "results"
+    examples = pd.DataFrame(
+        {
+            "id": list(GOLD),
+            "split": "dev",
+            "text": [f"text {i}" for i in GOLD],
+            "labels": [GOLD[i] for i in GOLD],
+            "annotators": [["r1"]] * len(GOLD),
+            "annotator_labels": [[GOLD[i]] for i in GOLD],
+            "n_annotators": 1,
+            **{f"h_{lab}": [float(lab in GOLD[i]) for i in GOLD] for lab in LABELS},
+        }
+    )
+    save_canonical(CanonicalDataset("toyemo", LABELS, True, examples), results / "data/toyemo")
+    for model in CONFIG["models"]:
+        for prompt in CONFIG["prompts"]:
+            run = results / f"traces/toyemo/{model}/{prompt}/multilabel"
+            run.mkdir(parents=True)
+            with open(FIXTURES / "toy.jsonl", "rb") as src:
+                with gzip.open(run / "traces.jsonl.gz", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            probes = results / f"probes/toyemo/{model}/{prompt}"
+            probes.mkdir(parents=True)
+            pd.DataFrame(
+                {
+                    "variant": ["Gold", "Pred", "Pred 2+", "Perf"],
+                    "micro_f1": [0.6, 0.8, 0.3, 0.5],
+                    "n": 5,
+                    "n_train": 20,
+                }
+            ).to_csv(probes / "probe_scores.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": ["a", "a", "d"],
+            "step": [1, 2, 1],
+            "input_mass": [0.8, 0.7, 0.75],
+            "input_count": [300, 300, 280],
+            "label_mass": [0.2, 0.3, 0.25],
+            "label_count": [12, 14, 12],
+            "first_mass": [0.05, 0.08, 0.06],
+            "first_count": [1, 2, 1],
+        }
+    ).to_csv(results / "traces/toyemo/toy-instruct/half/multilabel/attention.csv", index=False)
+    tables = results / "tables"
+    tables.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "method": ["max_over_generations", "hard_predictions"] * 2,
+            "model": ["toy-base", "toy-base", "toy-instruct", "toy-instruct"],
+            "prompt": "half",
+            "nll": [3.0, 20.0, 4.0, 24.0],
+            "l1": [1.2, 1.3, 1.1, 1.4],
+            "example_f1": [0.35, 0.3, 0.4, 0.38],
+        }
+    ).to_csv(tables / "alignment_toyemo.csv", index=False)
+    pd.DataFrame(
+        {
+            "dataset": ["toyemo"],
+            "annotators": ["1 (1.00)"],
+            "kappa": [float("nan")],
+            "0 labels": ["20%"],
+            "1 label": ["40%"],
+            "2 labels": ["40%"],
+            "3+ labels": ["0%"],
+        }
+    ).to_csv(tables / "table1_datasets.csv", index=False)
+
+
+def find_chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.fixture(scope="module")
+def built_report(tmp_path_factory):
+    work = tmp_path_factory.mktemp("report_dag")
+    build_workspace(work)
+    proc = subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "-c2",
+            "--report",
+            "results/report.html",
+            "--report-after-run",
+            "--quiet",
+            "rules",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return work
+
+
+@pytest.mark.slow
+def test_dag_writes_analyses_tables_and_figures(built_report):
+    results = built_report / "results"
+    run = results / "analyses/toyemo/toy-instruct/half/multilabel"
+    second = pd.read_csv(run / "second_next.csv").set_index("step")
+    assert second.loc["all", "pct_second_next"] == pytest.approx(60.0)
+    assert list(second.columns[:4]) == ["dataset", "model", "prompt", "testset"]
+    table4 = pd.read_csv(results / "tables/table4_second_never.csv")
+    assert set(table4["model"]) == {"toy-base", "toy-instruct"}
+    assert table4["pct_never"].tolist() == pytest.approx([50.0, 50.0])
+    table7 = pd.read_csv(results / "tables/table7_label_order.csv").set_index("setting")
+    assert table7.loc["alphabetical", "pct_alphabetical"] == pytest.approx(100 / 3)
+    assert pd.isna(table7.loc["alphabetical", "pct_prompt"])
+    assert table7.loc["reverse", "pct_prompt"] == 0.0
+    rates = pd.read_csv(run.parent.parent / "all-reverse/multilabel/multilabel_rate.csv")
+    assert rates.loc[0, "multilabel_ratio"] == 1.0
+    table6 = pd.read_csv(results / "tables/table6_attention.csv")
+    assert table6.loc[0, "n"] == 3 and table6.loc[0, "model"] == "toy-instruct"
+    for name in ("fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig9", "fig10", "fig11", "fig12"):
+        for ext in ("png", "pdf"):
+            assert (results / f"figures/{name}.{ext}").stat().st_size > 5000, name
+    assert not (results / "figures/fig13.png").exists()  # no Qwen model configured
+    html = (results / "report.html").read_text()
+    assert "data:image/png;base64" in html or "data:image/png;charset" in html
+
+
+def _click_text(driver, text):
+    from selenium.webdriver.common.by import By
+
+    elements = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
+    assert elements, f"report has no element with text {text!r}"
+    elements[0].click()
+    time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(built_report):
+    found = find_chromium()
+    if found is None:
+        pytest.skip(
+            "chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+        )
+    selenium = pytest.importorskip("selenium", reason="pip install selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    del selenium
+    options = Options()
+    options.binary_location = found[0]
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(found[1]))
+    report = (built_report / "results/report.html").as_uri()
+    try:
+        driver.get(report)
+        time.sleep(1)
+        categories = json.loads(driver.execute_script("return JSON.stringify(categories)"))
+        results = json.loads(driver.execute_script("return JSON.stringify(results)"))
+        assert {"Mechanisms (§4, §D)", "Alignment (§5, §D)", "Tables"} <= set(categories)
+        entries = [
+            (cat, sub, path)
+            for cat, subs in categories.items()
+            for sub, paths in subs.items()
+            for path in paths
+        ]
+        pngs = [e for e in entries if e[2].endswith(".png")]
+        htmls = [e for e in entries if e[2].endswith(".html")]
+        assert len(pngs) == 10 and len(htmls) == 6
+        for category, subcategory, path in entries:
+            driver.get(report)
+            time.sleep(0.5)
+            _click_text(driver, category)
+            if len(categories[category]) > 1:
+                _click_text(driver, subcategory)
+            (label,) = results[path]["labels"].values()
+            row = driver.find_element(By.XPATH, f"//tr[td[normalize-space(text())='{label}']]")
+            row.find_elements(By.TAG_NAME, "a")[0].click()  # the "view" (eye) button
+            time.sleep(0.5)
+            if path.endswith(".png"):
+                shown = [
+                    img
+                    for img in driver.find_elements(By.TAG_NAME, "img")
+                    if (img.get_attribute("src") or "").startswith("data:image/png")
+                ]
+                assert shown, f"{path}: no figure displayed"
+                complete, width = driver.execute_script(
+                    "return [arguments[0].complete, arguments[0].naturalWidth]", shown[0]
+                )
+                assert complete and width > 300, f"{path}: image did not decode ({width}px)"
+            else:
+                frames = driver.find_elements(By.TAG_NAME, "iframe")
+                assert frames, f"{path}: table not displayed"
+                driver.switch_to.frame(frames[0])
+                heading = driver.find_element(By.TAG_NAME, "h1").text
+                assert heading == results[path]["labels"]["table"]
+                assert driver.find_elements(By.TAG_NAME, "table"), f"{path}: no <table>"
+                driver.switch_to.default_content()
+        # the caption of a figure reaches the report (result info panel)
+        driver.get(report)
+        time.sleep(0.5)
+        _click_text(driver, "Mechanisms (§4, §D)")
+        _click_text(driver, "Per-step probabilities")
+        row = driver.find_element(
+            By.XPATH, "//tr[td[starts-with(normalize-space(text()), 'Figure 2:')]]"
+        )
+        row.find_elements(By.TAG_NAME, "a")[1].click()  # the "info" button
+        time.sleep(0.5)
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "Top label probability at each generation step" in body
+        assert "toy-instruct (Instruct)" in body and "SFT" in body
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

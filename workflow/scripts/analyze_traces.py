@@ -1,0 +1,39 @@
+"""Snakemake adapter: one trace file → the §4/§D analysis CSVs (multilabel_llm.analyses)."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from multilabel_llm import analyses  # noqa: E402
+from multilabel_llm.datasets.canonical import load_canonical  # noqa: E402
+from multilabel_llm.io import write_csv  # noqa: E402
+from multilabel_llm.prompts import order_labels  # noqa: E402
+from multilabel_llm.traces import read_traces  # noqa: E402
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+log = logging.getLogger("analyze_traces")
+
+meta, traces = read_traces(snakemake.input.traces)
+dataset = load_canonical(Path(snakemake.input.examples).parent)
+gold = dict(zip(dataset.examples["id"].astype(str), dataset.examples["labels"], strict=True))
+params = snakemake.params
+# the order the instruction lists the labels in: the engine's record if it kept one
+prompt_order = meta.info.get("prompt_labels") or order_labels(
+    meta.labels, params.label_order, params.seed
+)
+log.info("%d traces, labels %s, prompt order %s", len(traces), meta.labels, prompt_order)
+
+tables = analyses.trace_analyses(traces, meta.labels, gold, prompt_order)
+keys = dict(snakemake.wildcards.items())
+tables["multilabel_rate"] = analyses.tag(
+    tables["multilabel_rate"], multilabel_ratio=params.multilabel_ratio
+)
+tables["label_order"] = analyses.tag(
+    tables["label_order"], label_order=params.label_order, seed=params.seed
+)
+for name in analyses.TRACE_ANALYSES:
+    write_csv(snakemake.output[name], analyses.tag(tables[name], **keys), index=False)
+    log.info("%s: %d rows", name, len(tables[name]))

@@ -1,0 +1,23 @@
+"""Snakemake adapter: train the Demux encoder baseline on one dataset (paper §A.5, "BERT")."""
+# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import logging
+from pathlib import Path
+
+from multilabel_llm.datasets.canonical import load_canonical
+from multilabel_llm.demux import load_encoder, save_demux, train_demux
+from multilabel_llm.io import write_csv
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+
+cfg = dict(snakemake.params.demux)
+dataset = load_canonical(Path(snakemake.input.table).parent)
+tokenizer, encoder, source = load_encoder(cfg["encoder"])
+model, frame = train_demux(dataset, cfg, tokenizer=tokenizer, encoder=encoder)
+save_demux(snakemake.output.model, model, dataset, cfg, source)
+write_csv(snakemake.output.log_csv, frame, index=False)
+logging.info("Demux trained on %s (encoder %s)", dataset.name, source)

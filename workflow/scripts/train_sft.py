@@ -1,0 +1,30 @@
+"""Snakemake adapter: LoRA-finetune one model on one dataset's train split (paper §A.5)."""
+# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import logging
+from pathlib import Path
+
+from multilabel_llm.datasets.canonical import load_canonical
+from multilabel_llm.sft import load_for_training, train_sft
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+
+cfg = dict(snakemake.params.sft)
+dataset = load_canonical(Path(snakemake.input.table).parent)
+model, tokenizer, qlora = load_for_training(dict(snakemake.params.model), cfg.get("qlora", False))
+frame = train_sft(
+    model,
+    tokenizer,
+    dataset,
+    dict(snakemake.params.prompt),
+    cfg,
+    adapter_dir=snakemake.output.adapter,
+    checkpoint_dir=snakemake.params.checkpoints,
+    log_csv=snakemake.output.log_csv,
+    qlora=qlora,
+)
+logging.info("SFT done: %d optimizer steps, adapter in %s", len(frame), snakemake.output.adapter)
