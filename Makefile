@@ -24,11 +24,12 @@ $(DEV_STAMP): $(STAMP)
 	touch $@
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/default --cores $(CORES) --config experiment=demo
-	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/default --config experiment=demo --report results/report.html
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) --config experiment=demo
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --config experiment=demo --report results/report.html
 	@echo "Demo finished: results/report.html, results/tables/"
 
 test: $(DEV_STAMP)
+	bash .ci/system_deps.sh
 	bash .ci/lint.sh
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slurm" tests
 	bash .ci/slurm_tests.sh

@@ -72,7 +72,6 @@ def training_cfg():
     return config["training"]
 
 
-
 def model_resources(name):
     """Portable resources of a model's size class; profiles map them to partitions."""
     size = config["resources"]["size_classes"][model_cfg(name)["size_class"]]
@@ -85,6 +84,28 @@ def model_resources(name):
         resources["gpu"] = size["gpu"]
         resources["gpu_model"] = size["gpu_model"]
     return resources
+
+
+# Keys that only place or pace a job; leaving them out of params keeps a change to them
+# (a bigger partition, more threads) from rerunning finished inference.
+PLACEMENT_KEYS = ("size_class", "threads")
+
+
+def model_params(name):
+    """The model config a job needs, without placement-only keys."""
+    return {k: v for k, v in model_cfg(name).items() if k not in PLACEMENT_KEYS}
+
+
+def model_resource(key, default=0):
+    """Resource callable for rules keyed by {model}: its size class's value, or ``default``."""
+    return lambda wildcards: model_resources(wildcards.model).get(key) or default
+
+
+def model_threads(wildcards):
+    return (
+        model_cfg(wildcards.model).get("threads")
+        or model_resources(wildcards.model)["cpus_per_task"]
+    )
 
 
 def final_outputs():

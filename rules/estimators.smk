@@ -31,13 +31,6 @@ def est_trace_model(wildcards):
     )
 
 
-def est_threads(wildcards):
-    cfg = model_cfg(wildcards.model)
-    return cfg.get("threads") or model_resources(wildcards.model).get(
-        "cpus_per_task", 1
-    )
-
-
 def estimate_inputs(wildcards):
     kind = est_kind(wildcards.method)
     params = est_params(wildcards.method)
@@ -100,7 +93,7 @@ rule marginalize:
         method="|".join(MARGINALIZED_METHODS) or "NONE",
     conda:
         "../envs/inference.yaml"
-    threads: est_threads
+    threads: model_threads
     resources:
         mem_mb=lambda wc: model_resources(wc.model)["mem_mb"],
         runtime=lambda wc: model_resources(wc.model)["runtime"],
@@ -108,7 +101,7 @@ rule marginalize:
         gpu_model=lambda wc: model_resources(wc.model).get("gpu_model") or "",
     params:
         settings=lambda wc: est_params(wc.method),
-        model=lambda wc: model_cfg(wc.model),
+        model=lambda wc: model_params(wc.model),
         prompt=lambda wc: prompt_cfg(wc.prompt),
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
         loader=lambda wc: dataset_cfg(wc.dataset).get("loader"),

@@ -18,16 +18,6 @@ def inf_data(wildcards):
     return inputs
 
 
-def inf_resource(key, default=0):
-    return lambda wildcards: model_resources(wildcards.model).get(key) or default
-
-
-def inf_threads(wildcards):
-    return model_cfg(wildcards.model).get("threads") or model_resources(wildcards.model)[
-        "cpus_per_task"
-    ]
-
-
 HIDDEN_PROMPTS = [p for p in PROMPTS if prompt_cfg(p).get("hidden_states")]
 PLAIN_PROMPTS = [p for p in PROMPTS if p not in HIDDEN_PROMPTS]
 TRACE_DIR = RESULTS + "/traces/{dataset}/{model}/{prompt}/{testset}"
@@ -43,21 +33,21 @@ rule extract_traces:
         "logs/extract_traces/{dataset}/{model}/{prompt}/{testset}.log",
     benchmark:
         "benchmarks/extract_traces/{dataset}/{model}/{prompt}/{testset}.tsv"
+    wildcard_constraints:
+        prompt="|".join(PLAIN_PROMPTS) or "NONE",
+    conda:
+        "../envs/inference.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=model_resource("mem_mb", 4000),
+        runtime=model_resource("runtime", 60),
+        gpu=model_resource("gpu", 0),
+        gpu_model=model_resource("gpu_model", ""),
     params:
-        model=lambda wc: model_cfg(wc.model),
+        model=lambda wc: model_params(wc.model),
         prompt=lambda wc: prompt_cfg(wc.prompt),
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
         loader=lambda wc: dataset_cfg(wc.dataset).get("loader"),
-    wildcard_constraints:
-        prompt="|".join(PLAIN_PROMPTS) or "NONE",
-    threads: inf_threads
-    resources:
-        mem_mb=inf_resource("mem_mb", 4000),
-        runtime=inf_resource("runtime", 60),
-        gpu=inf_resource("gpu", 0),
-        gpu_model=inf_resource("gpu_model", ""),
-    conda:
-        "../envs/inference.yaml"
     script:
         "../workflow/scripts/extract_traces.py"
 
@@ -84,19 +74,19 @@ rule extract_attention:
         "logs/extract_attention/{dataset}/{model}/{prompt}/{testset}.log",
     benchmark:
         "benchmarks/extract_attention/{dataset}/{model}/{prompt}/{testset}.tsv"
+    conda:
+        "../envs/inference.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=model_resource("mem_mb", 4000),
+        runtime=model_resource("runtime", 60),
+        gpu=model_resource("gpu", 0),
+        gpu_model=model_resource("gpu_model", ""),
     params:
-        model=lambda wc: model_cfg(wc.model),
+        model=lambda wc: model_params(wc.model),
         prompt=lambda wc: prompt_cfg(wc.prompt),
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
         loader=lambda wc: dataset_cfg(wc.dataset).get("loader"),
-    threads: inf_threads
-    resources:
-        mem_mb=inf_resource("mem_mb", 4000),
-        runtime=inf_resource("runtime", 60),
-        gpu=inf_resource("gpu", 0),
-        gpu_model=inf_resource("gpu_model", ""),
-    conda:
-        "../envs/inference.yaml"
     script:
         "../workflow/scripts/extract_attention.py"
 
@@ -110,19 +100,19 @@ rule score_unary:
         "logs/score_unary/{dataset}/{model}/{prompt}/{testset}.log",
     benchmark:
         "benchmarks/score_unary/{dataset}/{model}/{prompt}/{testset}.tsv"
+    conda:
+        "../envs/inference.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=model_resource("mem_mb", 4000),
+        runtime=model_resource("runtime", 60),
+        gpu=model_resource("gpu", 0),
+        gpu_model=model_resource("gpu_model", ""),
     params:
-        model=lambda wc: model_cfg(wc.model),
+        model=lambda wc: model_params(wc.model),
         prompt=lambda wc: {"breakdown": prompt_cfg(wc.prompt).get("breakdown") or {}},
         kind="unary",
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
-    threads: inf_threads
-    resources:
-        mem_mb=inf_resource("mem_mb", 4000),
-        runtime=inf_resource("runtime", 60),
-        gpu=inf_resource("gpu", 0),
-        gpu_model=inf_resource("gpu_model", ""),
-    conda:
-        "../envs/inference.yaml"
     script:
         "../workflow/scripts/score_breakdown.py"
 
@@ -135,7 +125,7 @@ use rule score_unary as score_binary with:
     benchmark:
         "benchmarks/score_binary/{dataset}/{model}/{prompt}/{testset}.tsv"
     params:
-        model=lambda wc: model_cfg(wc.model),
+        model=lambda wc: model_params(wc.model),
         prompt=lambda wc: {"breakdown": prompt_cfg(wc.prompt).get("breakdown") or {}},
         kind="binary",
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),

@@ -17,13 +17,14 @@ rule train_sft:
         "benchmarks/train_sft/{dataset}/{model}/{prompt}.tsv"
     conda:
         "../envs/training.yaml"
-    threads: 2
+    threads: model_threads
     resources:
         mem_mb=training_cfg()["sft"]["resources"]["mem_mb"],
         runtime=training_cfg()["sft"]["resources"]["runtime"],
-        gpu=lambda wc: model_resources(wc.model).get("gpu", 0),
+        gpu=model_resource("gpu", 0),
+        gpu_model=model_resource("gpu_model", ""),
     params:
-        model=lambda wc: model_cfg(wc.model),
+        model=lambda wc: model_params(wc.model),
         prompt=lambda wc: prompt_cfg(wc.prompt),
         sft={k: v for k, v in training_cfg()["sft"].items() if k != "resources"},
         checkpoints=lambda wc: f"{RESULTS}/sft/{wc.dataset}/{wc.model}/{wc.prompt}/checkpoints",

@@ -14,9 +14,25 @@ def test_demo_experiment_composes_and_validates():
     assert cfg["models"]["smollm2"]["size_class"] == "tiny"
 
 
-def test_snakemake_config_items_become_hydra_overrides():
-    cfg = load_config({"experiment": "demo", "models.smollm2.dtype": "bfloat16"})
+def test_overrides_string_is_passed_to_hydra():
+    cfg = load_config(
+        {"experiment": "demo", "overrides": "models.smollm2.dtype=bfloat16 testsets=[multilabel]"}
+    )
     assert cfg["models"]["smollm2"]["dtype"] == "bfloat16"
+    assert cfg["testsets"] == ["multilabel"]
+
+
+def test_nested_config_mapping_merges_with_typed_leaves():
+    # Snakemake hands nested --config leaves over as strings; Hydra's parser types them again.
+    cfg = load_config(
+        {"experiment": "demo", "methods": {"hard_predictions": {"params": {"epsilon": "1e-6"}}}}
+    )
+    assert cfg["methods"]["hard_predictions"]["params"]["epsilon"] == pytest.approx(1e-6)
+
+
+def test_overrides_of_wrong_type_is_rejected():
+    with pytest.raises(ConfigError, match="'overrides'"):
+        load_config({"experiment": "demo", "overrides": 3})
 
 
 def test_unknown_experiment_names_key_and_allowed_values():
@@ -29,7 +45,7 @@ def test_unknown_experiment_names_key_and_allowed_values():
 
 def test_bad_size_class_is_rejected_naming_the_key():
     with pytest.raises(ConfigError) as err:
-        load_config({"experiment": "demo", "models.smollm2.size_class": "huge"})
+        load_config({"experiment": "demo", "overrides": "models.smollm2.size_class=huge"})
     message = str(err.value)
     assert "models.smollm2.size_class" in message
     assert "'huge'" in message and "70b" in message
@@ -51,7 +67,7 @@ def test_missing_required_key_is_rejected():
 
 def test_override_of_missing_key_fails_before_anything_runs():
     with pytest.raises(ConfigError, match="models.smollm2.no_such_key"):
-        load_config({"experiment": "demo", "models.smollm2.no_such_key": 1})
+        load_config({"experiment": "demo", "overrides": "models.smollm2.no_such_key=1"})
 
 
 def test_every_experiment_file_composes(tmp_path: Path):

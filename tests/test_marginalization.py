@@ -76,13 +76,28 @@ def test_top_p_leaves_mass_unexplored_and_bounds_hold():
 
 def test_best_first_order_and_path_budget():
     # pop root -> complete "" (.1); pop "a" (.6) -> complete "a" (.3): two paths, stop
-    res = run(top_p=1.0, max_paths=2, max_new_tokens=10)
+    res = run(top_p=1.0, max_paths=2, max_new_tokens=10, strategy="best_first")
     assert [p.text for p in res.paths] == ["", "a"]
     assert res.n_expansions == 2
     assert res.lower == pytest.approx([0.3, 0.0])
     # frontier left: "b" (.3) and "a," (.3)
     assert res.unexplored_mass == pytest.approx(0.6)
     assert res.explored_mass + res.unexplored_mass == pytest.approx(1.0)
+
+
+def test_rollout_completes_a_path_per_pop():
+    # pop root: "" completes (.1); roll out "a" (.6): "a" completes (.3) on the way, ","
+    # (tied with EOS, lower id first) is followed to "a,b" (.3). Three paths >= 2: stop.
+    res = run(top_p=1.0, max_paths=2, max_new_tokens=10)
+    assert [p.text for p in res.paths] == ["", "a", "a,b"]
+    assert res.n_expansions == 4  # root, "a", "a,", "a,b"
+    assert res.lower == pytest.approx([0.6, 0.3])
+    assert res.unexplored_mass == pytest.approx(0.3)  # "b" is still on the frontier
+    assert res.normalized == pytest.approx([0.6 / 0.7, 0.3 / 0.7])
+    # an expansion budget stops mid-rollout and keeps the mass accounted
+    cut = run(top_p=1.0, max_paths=10, max_new_tokens=10, max_expansions=2)
+    assert cut.n_expansions == 2
+    assert cut.explored_mass + cut.unexplored_mass == pytest.approx(1.0)
 
 
 def test_max_new_tokens_and_min_mass_cut_paths():

@@ -43,8 +43,10 @@ fi
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     log "installing slurm-wlm and munge"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 \
-        || { apt-get update -qq && apt-get install -y -qq slurm-wlm munge >/dev/null; }
+    # Wait for a concurrent apt/dpkg (e.g. another setup step) instead of failing on its lock.
+    apt_opts=(-y -qq -o DPkg::Lock::Timeout=600)
+    apt-get install "${apt_opts[@]}" slurm-wlm munge >/dev/null 2>&1 \
+        || { apt-get update -qq && apt-get install "${apt_opts[@]}" slurm-wlm munge >/dev/null; }
 fi
 
 # Leftovers of an earlier, half-started cluster (recorded PIDs only) are stopped first.

@@ -6,6 +6,7 @@ composition serves tests and notebooks.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,46 @@ def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
 
 
+def _flatten(prefix: str, value: Any):
+    """Nested ``--config`` mappings become dotted keys; Snakemake passes their leaves as text."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flatten(f"{prefix}.{key}" if prefix else str(key), inner)
+    else:
+        yield prefix, value
+
+
+def _hydra_value(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    return str(value)
+
+
 def _overrides_from(items: dict[str, Any]) -> list[str]:
-    """Snakemake ``--config key=value`` pairs become Hydra overrides ``key=value``."""
+    """Turn Snakemake ``--config`` items into Hydra overrides.
+
+    ``overrides="a.b=1 c=[x,y]"`` (or a YAML list) passes Hydra overrides verbatim, since
+    Snakemake rejects dotted keys; other items (``key=value`` or nested mappings) are
+    flattened into ``dotted.key=value``.
+    """
     overrides = []
+    verbatim = items.pop("overrides", None)
+    if isinstance(verbatim, str):
+        overrides += shlex.split(verbatim)
+    elif isinstance(verbatim, list):
+        overrides += [str(v) for v in verbatim]
+    elif verbatim is not None:
+        raise ConfigError(
+            f"config key 'overrides': expected a string of Hydra overrides or a list, "
+            f"got {type(verbatim).__name__}"
+        )
     for key, value in items.items():
-        if isinstance(value, (list, dict)):
-            value = yaml.safe_dump(value, default_flow_style=True).strip()
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        elif value is None:
-            value = "null"
-        overrides.append(f"{key}={value}")
+        for dotted, leaf in _flatten(key, value):
+            overrides.append(f"{dotted}={_hydra_value(leaf)}")
     return overrides
 
 

@@ -5,9 +5,12 @@ The method family of *Token Level Marginalization for Multi-Label LLM Classifier
 generation step, sum the probability of every generation path whose parsed label list
 contains the label. The space of paths is exponential, so the search is bounded:
 
-* **Best-first (uniform-cost) search** over continuations: the frontier node with the largest
-  path probability is expanded next, so complete paths are found in roughly decreasing
-  probability order and the explored mass grows as fast as possible.
+* **Heaviest branch first**: the frontier node with the largest path probability is popped
+  next. ``strategy="rollout"`` (default) then follows the most likely token until the path
+  ends, queueing every sibling on the way, so each pop completes one path (a DFS over top-p
+  tokens, as in the paper's "any position" strategy, ordered by mass). ``"best_first"``
+  expands only the popped node (uniform-cost search: complete paths come out in decreasing
+  probability, but a flat distribution spends the budget on short prefixes).
 * **Top-p pruning** per step: only the smallest set of next tokens holding ``top_p`` of the
   mass (at most ``top_k`` tokens) is expanded; the rest is *unexplored mass*.
 * **Budgets**: stop after ``max_paths`` complete paths or ``max_expansions`` forward passes;
@@ -46,8 +49,13 @@ class SearchSettings:
     max_expansions: int | None = None  # default: max_paths * max_new_tokens
     top_k: int | None = 20
     min_path_mass: float = 1e-4
+    strategy: str = "rollout"  # rollout (pop, then follow the best child to the end) | best_first
 
     def __post_init__(self):
+        if self.strategy not in ("rollout", "best_first"):
+            raise ValueError(
+                f"marginalization strategy must be rollout|best_first, got {self.strategy!r}"
+            )
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"marginalization top_p must lie in (0, 1], got {self.top_p}")
         if self.max_paths < 1 or self.max_new_tokens < 1:
@@ -171,27 +179,53 @@ def search_paths(
                 lower[index[lab]] += mass
 
     budget = settings.expansion_budget
-    while frontier and len(paths) < settings.max_paths and expansions < budget:
-        _, _, tokens, mass = heapq.heappop(frontier)
+
+    def expand(tokens: list[int], mass: float):
+        """One forward pass: complete or prune the nucleus children; return the open ones
+        (best first) and whether the most likely child ended the path."""
+        nonlocal unexplored, expansions
         logprobs = np.asarray(step_logprobs(tokens), dtype=np.float64)
         expansions += 1
         ids, probs = nucleus(logprobs, settings.top_p, settings.top_k)
         unexplored += mass * max(0.0, 1.0 - float(probs.sum()))
-        for tok, p in zip(ids.tolist(), probs.tolist(), strict=True):
+        open_children = []
+        best_done = False
+        for rank, (tok, p) in enumerate(zip(ids.tolist(), probs.tolist(), strict=True)):
             child_mass = mass * p
             child = [*tokens, int(tok)]
             if tok in eos_ids:
                 complete(tokens, child_mass)
-                continue
-            if len(child) >= settings.max_new_tokens or (
+                best_done |= rank == 0
+            elif len(child) >= settings.max_new_tokens or (
                 is_complete is not None and is_complete(decode(child))
             ):
                 complete(child, child_mass)
-                continue
-            if child_mass < settings.min_path_mass:
+                best_done |= rank == 0
+            elif child_mass < settings.min_path_mass:
                 unexplored += child_mass
-                continue
-            heapq.heappush(frontier, (-math.log(child_mass), next(counter), child, child_mass))
+                best_done |= rank == 0
+            else:
+                open_children.append((child, child_mass))
+        return open_children, best_done
+
+    def push(child, child_mass):
+        heapq.heappush(frontier, (-math.log(child_mass), next(counter), child, child_mass))
+
+    while frontier and len(paths) < settings.max_paths and expansions < budget:
+        _, _, tokens, mass = heapq.heappop(frontier)
+        children, best_done = expand(tokens, mass)
+        # rollout: follow the most likely child to the end of the list, queueing its siblings,
+        # so every pop completes a path (a DFS over top-p tokens, heaviest branch first)
+        while settings.strategy == "rollout" and children and not best_done:
+            (child, child_mass), siblings = children[0], children[1:]
+            for sib, sib_mass in siblings:
+                push(sib, sib_mass)
+            if expansions >= budget:
+                children = [(child, child_mass)]
+                break
+            children, best_done = expand(child, child_mass)
+        for child, child_mass in children:
+            push(child, child_mass)
     unexplored += sum(node[3] for node in frontier)
     explored = float(sum(p.mass for p in paths))
     return MarginalResult(
@@ -286,6 +320,7 @@ def marginal_label_probs(
     max_expansions: int | None = None,
     top_k: int | None = 20,
     min_path_mass: float = 1e-4,
+    strategy: str = "rollout",
     is_complete: Callable[[str], bool] | None = None,
     finalize_text: Callable[[str], str] | None = None,
     prompt_ids: Sequence[int] | None = None,
@@ -303,6 +338,7 @@ def marginal_label_probs(
         max_expansions=max_expansions,
         top_k=top_k,
         min_path_mass=min_path_mass,
+        strategy=strategy,
     )
     if prompt_ids is None:
         prompt_ids = tokenizer(prompt_text, add_special_tokens=add_special_tokens)["input_ids"]

@@ -35,7 +35,11 @@ set_threads(snakemake.threads)
 model, tokenizer = load_model(model_cfg, adapter=model_cfg.get("adapter"))
 # the engine's own plan: the same prompts (token ids), stop rule and label format as the traces
 plan = plan_run(
-    dataset, ids, tokenizer, prompt_cfg, params.demo_split,
+    dataset,
+    ids,
+    tokenizer,
+    prompt_cfg,
+    params.demo_split,
     template=pick_template(prompt_cfg, params.loader, dataset.name),
     model_name=model_cfg.get("name", ""),
 )
@@ -47,17 +51,32 @@ def parse(text):
 
 
 values, stats = [], []
-for rid, prompt_ids in tqdm(list(zip(ids, plan.prompts, strict=True)), desc="marginalize", file=sys.stderr):
+for rid, prompt_ids in tqdm(
+    list(zip(ids, plan.prompts, strict=True)), desc="marginalize", file=sys.stderr
+):
     res = marginal_label_probs(
-        model, tokenizer, "", labels, parse, prompt_ids=prompt_ids,
-        is_complete=plan.stop_rule.text_done, finalize_text=plan.stop_rule.truncate, **settings,
+        model,
+        tokenizer,
+        "",
+        labels,
+        parse,
+        prompt_ids=prompt_ids,
+        is_complete=plan.stop_rule.text_done,
+        finalize_text=plan.stop_rule.truncate,
+        **settings,
     )
     values.append(res.probs(estimate))
     stats.append(
-        {"id": rid, "explored_mass": res.explored_mass, "unexplored_mass": res.unexplored_mass,
-         "unparsed_mass": res.unparsed_mass, "n_paths": res.n_paths,
-         "n_expansions": res.n_expansions, "seconds": res.seconds,
-         **{f"lower_{lab}": v for lab, v in zip(labels, res.lower, strict=True)}}
+        {
+            "id": rid,
+            "explored_mass": res.explored_mass,
+            "unexplored_mass": res.unexplored_mass,
+            "unparsed_mass": res.unparsed_mass,
+            "n_paths": res.n_paths,
+            "n_expansions": res.n_expansions,
+            "seconds": res.seconds,
+            **{f"lower_{lab}": v for lab, v in zip(labels, res.lower, strict=True)},
+        }
     )
 values = np.asarray(values, dtype=float).reshape(len(ids), len(labels))
 if not dataset.multilabel:
@@ -69,6 +88,9 @@ write_parquet(snakemake.output.dist, frame)
 write_parquet(snakemake.output.stats, stats)
 logging.info(
     "%d examples: explored mass %.3f (mean), %.1f paths, %.1f expansions, %.2f s per example",
-    len(ids), stats["explored_mass"].mean(), stats["n_paths"].mean(),
-    stats["n_expansions"].mean(), stats["seconds"].mean(),
+    len(ids),
+    stats["explored_mass"].mean(),
+    stats["n_paths"].mean(),
+    stats["n_expansions"].mean(),
+    stats["seconds"].mean(),
 )
