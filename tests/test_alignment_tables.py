@@ -292,6 +292,8 @@ def write_fixture(root, name, labels, multilabel, seed):
     write_parquet(dist, distribution_frame(ids["main"], labels, probes))
 
 
+# A stand-in for rules/common.smk (which composes a Hydra experiment): the globals and helpers
+# rules/estimators.smk and rules/metrics.smk use, over the fixture above.
 SNAKEFILE = """
 import sys, yaml
 sys.path.insert(0, "{repo}/src")
@@ -316,7 +318,11 @@ def model_cfg(name):
 def prompt_cfg(name):
     return {{}}
 def model_resources(name):
-    return {{"mem_mb": 1000, "runtime": 10}}
+    return {{"mem_mb": 1000, "runtime": 10, "cpus_per_task": 1}}
+def model_params(name):
+    return {{}}
+def model_threads(wildcards):
+    return 1
 include: "{repo}/rules/estimators.smk"
 include: "{repo}/rules/metrics.smk"
 rule all:

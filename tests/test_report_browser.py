@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import pandas as pd
 import pytest
 
 from multilabel_llm.datasets.canonical import CanonicalDataset, save_canonical
+
+from ._browser import By, click_text, headless_chromium, open_every_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "traces"
@@ -149,12 +150,6 @@ def build_workspace(work: Path) -> None:
     ).to_csv(tables / "table1_datasets.csv", index=False)
 
 
-def find_chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 @pytest.fixture(scope="module")
 def built_report(tmp_path_factory):
     work = tmp_path_factory.mktemp("report_dag")
@@ -205,96 +200,20 @@ def test_dag_writes_analyses_tables_and_figures(built_report):
     assert "data:image/png;base64" in html or "data:image/png;charset" in html
 
 
-def _click_text(driver, text):
-    from selenium.webdriver.common.by import By
-
-    elements = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
-    assert elements, f"report has no element with text {text!r}"
-    elements[0].click()
-    time.sleep(0.3)
-
-
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(built_report):
-    found = find_chromium()
-    if found is None:
-        pytest.skip(
-            "chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
-        )
-    selenium = pytest.importorskip("selenium", reason="pip install selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-
-    del selenium
-    options = Options()
-    options.binary_location = found[0]
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(found[1]))
-    report = (built_report / "results/report.html").as_uri()
-    try:
-        driver.get(report)
-        time.sleep(1)
-        categories = json.loads(driver.execute_script("return JSON.stringify(categories)"))
-        results = json.loads(driver.execute_script("return JSON.stringify(results)"))
-        assert {"Mechanisms (§4, §D)", "Alignment (§5, §D)", "Tables"} <= set(categories)
-        entries = [
-            (cat, sub, path)
-            for cat, subs in categories.items()
-            for sub, paths in subs.items()
-            for path in paths
-        ]
-        pngs = [e for e in entries if e[2].endswith(".png")]
-        htmls = [e for e in entries if e[2].endswith(".html")]
-        assert len(pngs) == 10 and len(htmls) == 6
-        for category, subcategory, path in entries:
-            driver.get(report)
-            time.sleep(0.5)
-            _click_text(driver, category)
-            if len(categories[category]) > 1:
-                _click_text(driver, subcategory)
-            (label,) = results[path]["labels"].values()
-            row = driver.find_element(By.XPATH, f"//tr[td[normalize-space(text())='{label}']]")
-            row.find_elements(By.TAG_NAME, "a")[0].click()  # the "view" (eye) button
-            time.sleep(0.5)
-            if path.endswith(".png"):
-                shown = [
-                    img
-                    for img in driver.find_elements(By.TAG_NAME, "img")
-                    if (img.get_attribute("src") or "").startswith("data:image/png")
-                ]
-                assert shown, f"{path}: no figure displayed"
-                complete, width = driver.execute_script(
-                    "return [arguments[0].complete, arguments[0].naturalWidth]", shown[0]
-                )
-                assert complete and width > 300, f"{path}: image did not decode ({width}px)"
-            else:
-                frames = driver.find_elements(By.TAG_NAME, "iframe")
-                assert frames, f"{path}: table not displayed"
-                driver.switch_to.frame(frames[0])
-                heading = driver.find_element(By.TAG_NAME, "h1").text
-                assert heading == results[path]["labels"]["table"]
-                assert driver.find_elements(By.TAG_NAME, "table"), f"{path}: no <table>"
-                driver.switch_to.default_content()
+    report = built_report / "results/report.html"
+    with headless_chromium() as driver:
+        entries = open_every_entry(driver, report)
+        categories = {category for category, _, _ in entries}
+        assert {"Mechanisms (§4, §D)", "Alignment (§5, §D)", "Tables"} <= categories
+        assert sum(path.endswith(".png") for _, _, path in entries) == 10
+        assert sum(path.endswith(".html") for _, _, path in entries) == 6
         # the caption of a figure reaches the report (result info panel)
-        driver.get(report)
+        driver.get(report.as_uri())
         time.sleep(0.5)
-        _click_text(driver, "Mechanisms (§4, §D)")
-        _click_text(driver, "Per-step probabilities")
+        click_text(driver, "Mechanisms (§4, §D)")
+        click_text(driver, "Per-step probabilities")
         row = driver.find_element(
             By.XPATH, "//tr[td[starts-with(normalize-space(text()), 'Figure 2:')]]"
         )
@@ -303,6 +222,3 @@ def test_report_renders_in_headless_chromium(built_report):
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "Top label probability at each generation step" in body
         assert "toy-instruct (Instruct)" in body and "SFT" in body
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)

@@ -1,0 +1,103 @@
+"""The real DAG end to end on the `tiny` experiment: real data excerpt, real bundled model.
+
+Runs the project's Snakefile for real in a scratch working directory, checks that the bundled
+model's own predictions and every method's row reach the alignment table, that a rerun has
+nothing to do, and that the HTML report opens in headless Chromium with every figure decoding.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multilabel_llm.config import load_config
+from multilabel_llm.traces import read_traces
+
+from ._browser import headless_chromium, open_every_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+EXPERIMENT = "tiny"
+RUN = "results/traces/goemotions/smollm2/json10/main_test_set/traces.jsonl.gz"
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(work: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        # the converted bundled model is shared with the repo checkout (converted once)
+        "MULTILABEL_LLM_CACHE": str(ROOT / "resources" / "models"),
+    }
+    return subprocess.run(
+        [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(work), *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    (work / "data").symlink_to(ROOT / "data")  # dataset configs name repo-relative files
+    proc = snakemake(work, "--cores", "2", "--config", f"experiment={EXPERIMENT}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return work
+
+
+def test_dry_run_lists_jobs_before_anything_ran(tmp_path):
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    proc = snakemake(tmp_path, "-n", "--config", f"experiment={EXPERIMENT}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rule in ("prepare_dataset", "extract_traces_hidden", "score_binary", "estimate", "all"):
+        assert rule in proc.stdout
+
+
+def test_traces_hold_the_bundled_models_own_generations(finished_run):
+    meta, traces = read_traces(finished_run / RUN)
+    assert meta.model == "smollm2-135m-instruct"
+    assert len(traces) == 6
+    # real generations differ between inputs and carry per-step logits over labels + none
+    assert len({t.text_out for t in traces}) > 1
+    logits = np.asarray(traces[0].step_logits)
+    assert logits.shape[1] == len(meta.labels) + 1 and np.isfinite(logits).all()
+    probs = np.asarray(traces[0].step_probs)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_alignment_table_has_every_method_with_computed_numbers(finished_run):
+    table = pd.read_csv(finished_run / "results/tables/alignment_goemotions.csv")
+    cfg = load_config({"experiment": EXPERIMENT})
+    shown = set(table["method"])
+    assert {m for m in cfg["methods"]} <= shown
+    for column in ("nll", "l1", "example_f1"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        assert values.notna().all(), f"{column} has missing values:\n{table}"
+    assert (table["l1"] >= 0).all() and table["example_f1"].between(0, 1).all()
+
+
+def test_rerun_has_nothing_to_do(finished_run):
+    proc = snakemake(finished_run, "-n", "--config", f"experiment={EXPERIMENT}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_html_report_renders_every_figure_in_chromium(finished_run):
+    report = finished_run / "results/report.html"
+    proc = snakemake(finished_run, "--config", f"experiment={EXPERIMENT}", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with headless_chromium() as driver:
+        entries = open_every_entry(driver, report)
+    figures = [path for _, _, path in entries if path.endswith(".png")]
+    assert len(figures) >= 10
