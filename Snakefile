@@ -9,6 +9,17 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+# Slot names from the composed config; {model} also matches "<slot>-sft".
+wildcard_constraints:
+    dataset="|".join(DATASETS) or "NONE",
+    model="[^/]+",
+    prompt="|".join(PROMPTS) or "NONE",
+    testset="[^/]+",
+    method="[^/]+",
+
+
 include: "rules/data.smk"
 include: "rules/inference.smk"
 include: "rules/estimators.smk"

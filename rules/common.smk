@@ -23,14 +23,6 @@ METHODS = list(config["methods"])
 TESTSETS = list(config["testsets"])
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS) or "NONE",
-    model="[^/]+",
-    prompt="|".join(PROMPTS) or "NONE",
-    testset="[^/]+",
-    method="[^/]+",
-
-
 def dataset_cfg(name):
     return config["datasets"][name]
 
@@ -109,7 +101,7 @@ def model_threads(wildcards):
 
 
 def final_outputs():
-    """What `rule all` builds: every table (CSV/MD/TeX) and everything the report shows.
+    """The default target: every table (CSV/MD/TeX) and everything the report shows.
 
     Called from the Snakefile after every rules file is included, so the stage files'
     target lists exist by then.
@@ -120,3 +112,14 @@ def final_outputs():
         *PAPER_TABLE_TARGETS,
         *REPORT_TARGETS,
     ]
+
+
+# Per-stage helpers, in the order the Snakefile includes the stages.
+include: "common/data.smk"
+include: "common/inference.smk"
+include: "common/estimators.smk"
+include: "common/metrics.smk"
+include: "common/probes.smk"
+include: "common/analyses.smk"
+include: "common/figures.smk"
+include: "common/report.smk"

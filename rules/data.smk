@@ -1,8 +1,6 @@
 # Datasets: published files -> canonical table -> test-set id lists; Table 1 over all datasets.
 # Library: src/multilabel_llm/datasets/, testsets.py, dataset_stats.py.
-from multilabel_llm.datasets import input_files as dataset_input_files
-from multilabel_llm.testsets import input_files as testset_input_files
-from multilabel_llm.testsets import get_testset_cfg
+# Helper functions and target lists: rules/common/data.smk.
 
 
 rule prepare_dataset:

@@ -3,38 +3,22 @@
 # Traces are written in resumable shards under .../{testset}/shards/ (not a declared output:
 # Snakemake keeps it when a job dies, so a rerun skips the finished shards; delete it to
 # force a full recompute). Prompts with `hidden_states: true` also write hidden.npz.
-
-
-def inf_data(wildcards):
-    data = f"{RESULTS}/data/{wildcards.dataset}"
-    inputs = {
-        "examples": f"{data}/examples.parquet",
-        "meta": f"{data}/meta.json",
-        "ids": f"{data}/testsets/{wildcards.testset}.txt",
-    }
-    adapter = model_cfg(wildcards.model).get("adapter")
-    if adapter:
-        inputs["adapter"] = adapter.format(**wildcards)
-    return inputs
-
-
-HIDDEN_PROMPTS = [p for p in PROMPTS if prompt_cfg(p).get("hidden_states")]
-PLAIN_PROMPTS = [p for p in PROMPTS if p not in HIDDEN_PROMPTS]
-TRACE_DIR = RESULTS + "/traces/{dataset}/{model}/{prompt}/{testset}"
-BREAKDOWN_DIR = RESULTS + "/breakdown/{dataset}/{model}/{prompt}/{testset}"
+# Traces and breakdown scores may come from Snakemake's between-workflow cache (`--cache`), so
+# those rules carry no benchmark directive (a cached result has no timing); the job log
+# records the seconds each run took.
+# Helper functions and target lists: rules/common/inference.smk.
 
 
 rule extract_traces:
     input:
         unpack(inf_data),
     output:
-        traces=TRACE_DIR + "/traces.jsonl.gz",
+        traces=f"{TRACE_DIR}/traces.jsonl.gz",
     log:
         "logs/extract_traces/{dataset}/{model}/{prompt}/{testset}.log",
-    benchmark:
-        "benchmarks/extract_traces/{dataset}/{model}/{prompt}/{testset}.tsv"
     wildcard_constraints:
         prompt="|".join(PLAIN_PROMPTS) or "NONE",
+    cache: "omit-software"
     conda:
         "../envs/inference.yaml"
     threads: model_threads
@@ -54,12 +38,10 @@ rule extract_traces:
 
 use rule extract_traces as extract_traces_hidden with:
     output:
-        traces=TRACE_DIR + "/traces.jsonl.gz",
-        hidden=TRACE_DIR + "/hidden.npz",
+        traces=f"{TRACE_DIR}/traces.jsonl.gz",
+        hidden=f"{TRACE_DIR}/hidden.npz",
     log:
         "logs/extract_traces_hidden/{dataset}/{model}/{prompt}/{testset}.log",
-    benchmark:
-        "benchmarks/extract_traces_hidden/{dataset}/{model}/{prompt}/{testset}.tsv"
     wildcard_constraints:
         prompt="|".join(HIDDEN_PROMPTS) or "NONE",
 
@@ -67,9 +49,9 @@ use rule extract_traces as extract_traces_hidden with:
 rule extract_attention:
     input:
         unpack(inf_data),
-        traces=TRACE_DIR + "/traces.jsonl.gz",
+        traces=f"{TRACE_DIR}/traces.jsonl.gz",
     output:
-        TRACE_DIR + "/attention.csv",
+        f"{TRACE_DIR}/attention.csv",
     log:
         "logs/extract_attention/{dataset}/{model}/{prompt}/{testset}.log",
     benchmark:
@@ -95,11 +77,10 @@ rule score_unary:
     input:
         unpack(inf_data),
     output:
-        BREAKDOWN_DIR + "/unary.parquet",
+        f"{BREAKDOWN_DIR}/unary.parquet",
     log:
         "logs/score_unary/{dataset}/{model}/{prompt}/{testset}.log",
-    benchmark:
-        "benchmarks/score_unary/{dataset}/{model}/{prompt}/{testset}.tsv"
+    cache: "omit-software"
     conda:
         "../envs/inference.yaml"
     threads: model_threads
@@ -119,11 +100,9 @@ rule score_unary:
 
 use rule score_unary as score_binary with:
     output:
-        BREAKDOWN_DIR + "/binary.parquet",
+        f"{BREAKDOWN_DIR}/binary.parquet",
     log:
         "logs/score_binary/{dataset}/{model}/{prompt}/{testset}.log",
-    benchmark:
-        "benchmarks/score_binary/{dataset}/{model}/{prompt}/{testset}.tsv"
     params:
         model=lambda wc: model_params(wc.model),
         prompt=lambda wc: {"breakdown": prompt_cfg(wc.prompt).get("breakdown") or {}},

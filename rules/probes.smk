@@ -2,9 +2,7 @@
 # Library: src/multilabel_llm/probes.py. Needs extract_traces with hidden states for the probe
 # train and eval test sets (training.probes.train_testset / eval_testset) and any test set
 # whose distribution is asked for.
-
-PROBES_TRAIN = training_cfg()["probes"]["train_testset"]
-PROBES_EVAL = training_cfg()["probes"]["eval_testset"]
+# Helper functions and target lists: rules/common/probes.smk.
 
 
 rule train_probes:
