@@ -44,7 +44,7 @@ rule dataset_stats:
         tables=expand(f"{RESULTS}/data/{{dataset}}/examples.parquet", dataset=DATASETS),
         metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS),
     output:
-        csv=report(f"{RESULTS}/tables/table1_datasets.csv", category="Datasets"),
+        csv=f"{RESULTS}/tables/table1_datasets.csv",
         md=f"{RESULTS}/tables/table1_datasets.md",
     log:
         "logs/dataset_stats/table1.log",

@@ -16,7 +16,7 @@ rule score_alignment:
         ),
         dists=lambda wc: [align_distribution(wc.dataset, run) for run in align_runs()],
     output:
-        csv=report(f"{RESULTS}/tables/alignment_{{dataset}}.csv", category="Alignment"),
+        csv=f"{RESULTS}/tables/alignment_{{dataset}}.csv",
         md=f"{RESULTS}/tables/alignment_{{dataset}}.md",
         tex=f"{RESULTS}/tables/alignment_{{dataset}}.tex",
     log:
@@ -51,7 +51,7 @@ rule alignment_paper_tables:
         ),
         metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS),
     output:
-        csv=report(f"{RESULTS}/tables/{{table}}.csv", category="Alignment"),
+        csv=f"{RESULTS}/tables/{{table}}.csv",
         md=f"{RESULTS}/tables/{{table}}.md",
         tex=f"{RESULTS}/tables/{{table}}.tex",
     log:

@@ -93,7 +93,9 @@ def open_every_entry(driver, report: Path) -> list[tuple[str, str, str]]:
         click_text(driver, category)
         if len(categories[category]) > 1:
             click_text(driver, subcategory)
-        label = next(iter(results[path]["labels"].values()))
+        labels = results[path].get("labels")
+        assert labels, f"{path}: report entry without labels (wrap it in report(..., labels=))"
+        label = next(iter(labels.values()))
         row = driver.find_element(By.XPATH, f"//tr[td[normalize-space(text())='{label}']]")
         row.find_elements(By.TAG_NAME, "a")[0].click()  # the "view" (eye) button
         time.sleep(0.5)

@@ -323,6 +323,8 @@ def model_params(name):
     return {{}}
 def model_threads(wildcards):
     return 1
+include: "{repo}/rules/common/estimators.smk"
+include: "{repo}/rules/common/metrics.smk"
 include: "{repo}/rules/estimators.smk"
 include: "{repo}/rules/metrics.smk"
 rule all:

@@ -68,6 +68,9 @@ wildcard_constraints:
 
 report: "{ROOT}/workflow/report/workflow.rst"
 
+include: "{ROOT}/rules/common/analyses.smk"
+include: "{ROOT}/rules/common/figures.smk"
+include: "{ROOT}/rules/common/report.smk"
 include: "{ROOT}/rules/analyses.smk"
 include: "{ROOT}/rules/figures.smk"
 include: "{ROOT}/rules/report.smk"
