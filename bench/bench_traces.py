@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,14 +36,21 @@ def sync(device):
 
 
 def demo_workload(args):
-    from multilabel_llm.engine.testing import TOY_PROMPT_CFG, toy_dataset
-    from multilabel_llm.prompts import PromptBuilder, resolve_prompt
+    """The demo's real prompts: GoEmotions excerpt (dev split), json_10shot, bundled model."""
+    import yaml
 
+    from multilabel_llm.datasets import prepare
+    from multilabel_llm.prompts import PromptBuilder, pick_template, resolve_prompt
+
+    root = Path(__file__).resolve().parents[1]
+    ds_cfg = yaml.safe_load((root / "config/dataset/goemotions_demo.yaml").read_text())
+    prompt_cfg = yaml.safe_load((root / "config/prompt/json_10shot.yaml").read_text())
+    ds = prepare(ds_cfg, root)
+    spec = resolve_prompt(prompt_cfg, ds.name, pick_template(prompt_cfg, ds_cfg["loader"], ds.name))
+    builder = PromptBuilder.from_dataset(spec, ds, demo_split=ds_cfg.get("demo_split", "train"))
     model, tok = load_model(bundled_model_cfg(), device=args.device)
-    ds = toy_dataset(n_queries=args.n, repeat=(args.n // 8) + 1)
-    spec = resolve_prompt(TOY_PROMPT_CFG, ds.name)
-    builder = PromptBuilder.from_dataset(spec, ds)
-    prompts = [tok(builder.prompt(t)).input_ids for t in ds.split("dev")["text"]]
+    texts = ds.split("dev")["text"].tolist()[: args.n]
+    prompts = [tok(builder.prompt(text)).input_ids for text in texts]
     pre = tok(builder.prefix()).input_ids
     prefix = pre[: common_prefix_len(pre, prompts)]
     tokens = detect_label_tokens(tok, ds.labels, spec.label_format)

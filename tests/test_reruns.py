@@ -32,8 +32,6 @@ def snakemake(workdir: Path, *args: str, config: tuple[str, ...] = ()) -> str:
         "--config",
         "experiment=slurm_test",
         *config,
-        "--workflow-profile",
-        "none",  # the local defaults of profiles/default are not under test here
         "--cores",
         "2",
         *args,

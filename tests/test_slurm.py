@@ -92,10 +92,7 @@ def _snakemake_cmd() -> list[str]:
         "experiment=slurm_test",
         "--profile",
         "profiles/slurm",
-        # profiles/default (local runs: caps mem_mb at 20 GB, keep-going off) would override
-        # the site profile; see docs/cluster.md.
-        "--workflow-profile",
-        "none",
+        # profiles/default is loaded too, as it is for users (workflow profile)
         # no slurmdbd on the test cluster: poll squeue, skip the sacct-based account lookup
         "--slurm-status-command",
         "squeue",
