@@ -318,3 +318,23 @@ def test_goemotions_drops_are_logged(tmp_path, caplog):
         unclear.notes["dropped"]["rater rows marked example_very_unclear (drop_unclear: true)"] == 1
     )
     assert len(unclear.examples) == 2  # dropping rater rows never drops examples
+
+
+def test_boxes_malformed_jsonl_line_names_file_and_line(tmp_path):
+    from multilabel_llm.datasets import prepare
+
+    (tmp_path / "objects.txt").write_text("apple,book\n")
+    (tmp_path / "train.jsonl").write_text(
+        '{"sentence_masked": "Box 0 contains <extra_id_0>", "masked_content": '
+        '"<extra_id_0> the apple", "sample_id": 1}\n{not json\n'
+    )
+    cfg = {
+        "name": "boxes_bad",
+        "loader": "boxes",
+        "multilabel": True,
+        "files": {"train": "train.jsonl", "objects": "objects.txt"},
+        "test_splits": ["train"],
+        "testsets": {},
+    }
+    with pytest.raises(ValueError, match=r"train\.jsonl:2: not a JSON object"):
+        prepare(cfg, tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -90,6 +91,28 @@ def require_columns(columns, expected, source: str) -> None:
         raise DatasetFormatError(
             f"{source}: missing columns {missing}; found {list(columns)}; expected at least {list(expected)}"
         )
+
+
+def iter_jsonl(path: Path, required=()):
+    """(``file:line``, object) per non-blank JSON Lines row; a malformed row or one missing a
+    ``required`` field raises DatasetFormatError naming the file, line and field."""
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DatasetFormatError(f"{where}: not a JSON object ({err})") from err
+            if not isinstance(obj, dict):
+                raise DatasetFormatError(
+                    f"{where}: expected a JSON object, got {type(obj).__name__}"
+                )
+            for key in required:
+                if key not in obj:
+                    raise DatasetFormatError(f"{where}: missing field {key!r}")
+            yield where, obj
 
 
 def require_text(text, where: str) -> str:

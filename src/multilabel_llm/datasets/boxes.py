@@ -14,12 +14,11 @@ Two sources:
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
 
-from ._common import DatasetFormatError, build_dataset, config_file, require_text
+from ._common import DatasetFormatError, build_dataset, config_file, iter_jsonl, require_text
 from .canonical import SPLITS, CanonicalDataset
 
 LOADER = "boxes"
@@ -173,26 +172,18 @@ def load_files(cfg: dict, root, name: str) -> CanonicalDataset:
             continue
         path: Path = config_file(cfg, split, root, LOADER, f"{split} JSONL file")
         counts: dict[str, int] = {}
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                row = json.loads(line)
-                for key in ("sentence_masked", "masked_content", "sample_id"):
-                    if key not in row:
-                        raise DatasetFormatError(f"{where}: missing field {key!r}")
-                sentence = row["sentence_masked"]
-                cut = sentence.find(MASK)
-                text = require_text(sentence[:cut].strip() if cut >= 0 else sentence.strip(), where)
-                sample = str(row["sample_id"])
-                # many rows share a sample_id (one per queried box): number them like the paper
-                k = counts.get(sample, 0)
-                counts[sample] = k + 1
-                records.append(
-                    {"id": f"{sample}-{k}", "split": split, "text": text,
-                     "labels": parse_content(row["masked_content"], known, where)}
-                )  # fmt: skip
+        for where, row in iter_jsonl(path, ("sentence_masked", "masked_content", "sample_id")):
+            sentence = row["sentence_masked"]
+            cut = sentence.find(MASK)
+            text = require_text(sentence[:cut].strip() if cut >= 0 else sentence.strip(), where)
+            sample = str(row["sample_id"])
+            # many rows share a sample_id (one per queried box): number them like the paper
+            k = counts.get(sample, 0)
+            counts[sample] = k + 1
+            records.append(
+                {"id": f"{sample}-{k}", "split": split, "text": text,
+                 "labels": parse_content(row["masked_content"], known, where)}
+            )  # fmt: skip
     if not records:
         raise ValueError(f"dataset config {name!r}: set files.train/dev/test (JSONL) or generate:")
     labels = sorted(objects)

@@ -12,8 +12,6 @@ default_split, tie_break. See data/README.md for an example.
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from ._common import (
@@ -21,6 +19,7 @@ from ._common import (
     DropLog,
     build_dataset,
     config_file,
+    iter_jsonl,
     majority_label,
     mean_threshold,
     require_columns,
@@ -35,17 +34,9 @@ NONE_TOKENS = {"", "none"}
 def _rows(path):
     """(where, dict) per row, from CSV or JSON Lines."""
     if path.suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise DatasetFormatError(
-                            f"{path}:{lineno}: not a JSON object ({err})"
-                        ) from err
-                    require_columns(obj.keys(), ["id", "text", "labels"], f"{path}:{lineno}")
-                    yield f"{path}:{lineno}", obj
+        for where, obj in iter_jsonl(path):
+            require_columns(obj.keys(), ["id", "text", "labels"], where)
+            yield where, obj
         return
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     require_columns(frame.columns, ["id", "text", "labels"], str(path))

@@ -25,6 +25,7 @@ from ._common import (
     DropLog,
     build_dataset,
     config_file,
+    iter_jsonl,
     majority_label,
     require_columns,
     require_text,
@@ -57,33 +58,22 @@ def _name(value, where: str) -> str:
 
 def read_jsonl(path: Path, split: str) -> list[dict]:
     posts = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetFormatError(f"{where}: not a JSON object ({err})") from err
-            for key in ("id", "annotators", "post_tokens"):
-                if key not in obj:
-                    raise DatasetFormatError(f"{where}: missing field {key!r}")
-            ann = obj["annotators"]
-            if not isinstance(ann, dict) or "label" not in ann or "annotator_id" not in ann:
-                raise DatasetFormatError(
-                    f"{where}: field 'annotators' needs 'label' and 'annotator_id' lists"
-                )
-            labels = [_code(v, where) for v in ann["label"]]
-            if len(labels) != len(ann["annotator_id"]):
-                raise DatasetFormatError(
-                    f"{where}: annotators.label and annotators.annotator_id differ in length"
-                )
-            text = " ".join(obj["post_tokens"])
-            posts.append(
-                {"id": str(obj["id"]), "split": split, "text": require_text(text, where + " (post_tokens)"),
-                 "annotators": [str(a) for a in ann["annotator_id"]], "votes": labels, "where": where}
-            )  # fmt: skip
+    for where, obj in iter_jsonl(path, ("id", "annotators", "post_tokens")):
+        ann = obj["annotators"]
+        if not isinstance(ann, dict) or "label" not in ann or "annotator_id" not in ann:
+            raise DatasetFormatError(
+                f"{where}: field 'annotators' needs 'label' and 'annotator_id' lists"
+            )
+        labels = [_code(v, where) for v in ann["label"]]
+        if len(labels) != len(ann["annotator_id"]):
+            raise DatasetFormatError(
+                f"{where}: annotators.label and annotators.annotator_id differ in length"
+            )
+        text = " ".join(obj["post_tokens"])
+        posts.append(
+            {"id": str(obj["id"]), "split": split, "text": require_text(text, where + " (post_tokens)"),
+             "annotators": [str(a) for a in ann["annotator_id"]], "votes": labels, "where": where}
+        )  # fmt: skip
     return posts
 
 
