@@ -18,4 +18,5 @@ attention_from_files(
     demo_split=snakemake.params.demo_split,
     loader=snakemake.params.loader,
     adapter=snakemake.input.get("adapter"),
+    threads=snakemake.threads,
 )

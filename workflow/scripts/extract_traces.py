@@ -19,5 +19,6 @@ summary = extract_traces_from_files(
     demo_split=snakemake.params.demo_split,
     loader=snakemake.params.loader,
     adapter=snakemake.input.get("adapter"),
+    threads=snakemake.threads,
 )
 print(summary, file=sys.stderr)

@@ -18,4 +18,5 @@ breakdown_from_files(
     snakemake.output[0],
     demo_split=snakemake.params.demo_split,
     adapter=snakemake.input.get("adapter"),
+    threads=snakemake.threads,
 )

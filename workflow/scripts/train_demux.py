@@ -10,7 +10,10 @@ from pathlib import Path
 
 from multilabel_llm.datasets.canonical import load_canonical
 from multilabel_llm.demux import load_encoder, save_demux, train_demux
+from multilabel_llm.engine.run import set_threads
 from multilabel_llm.io import write_csv
+
+set_threads(snakemake.threads)  # the job's share of cores, not all of them
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

@@ -9,7 +9,10 @@ import logging
 from pathlib import Path
 
 from multilabel_llm.datasets.canonical import load_canonical
+from multilabel_llm.engine.run import set_threads
 from multilabel_llm.sft import load_for_training, train_sft
+
+set_threads(snakemake.threads)  # the job's share of cores, not all of them
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

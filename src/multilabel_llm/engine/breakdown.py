@@ -118,6 +118,14 @@ def _p_first(logits: np.ndarray) -> np.ndarray:
     return e[:, 0] / e.sum(axis=1)
 
 
+def _demo_pool_and_texts(dataset, ids, demo_split: str):
+    """Demonstration candidates (the split minus the scored ids) and each scored id's text."""
+    pool = dataset.split(demo_split)
+    pool = pool[~pool["id"].isin(set(ids))]
+    texts = dataset.examples.set_index("id").loc[list(ids), "text"]
+    return pool, dict(zip(ids, texts, strict=True))
+
+
 def score_unary(
     model,
     tokenizer,
@@ -129,12 +137,9 @@ def score_unary(
     batch_size: int = 32,
 ) -> pd.DataFrame:
     """Columns: id, label, p_reasonable, logit_reasonable, logit_unreasonable."""
-    pool = dataset.split(demo_split)
-    pool = pool[~pool["id"].isin(set(ids))]
+    pool, by_id = _demo_pool_and_texts(dataset, ids, demo_split)
     prefix = unary_prefix(pool, dataset.labels, n_shots, seed)
-    text = dataset.examples.set_index("id").loc[list(ids), "text"].tolist()
     rows = [(i, lab) for i in ids for lab in [*dataset.labels, NONE_LABEL]]
-    by_id = dict(zip(ids, text, strict=True))
     queries = [unary_query(by_id[i], lab) for i, lab in rows]
     logits = score_next_token(
         model,
@@ -167,10 +172,8 @@ def score_binary(
     batch_size: int = 32,
 ) -> pd.DataFrame:
     """Columns: id, label_a, label_b, p_a, logit_a, logit_b (one order per unordered pair)."""
-    pool = dataset.split(demo_split)
-    pool = pool[~pool["id"].isin(set(ids))]
+    pool, by_id = _demo_pool_and_texts(dataset, ids, demo_split)
     prefix = binary_prefix(pool, dataset.labels, n_shots, seed)
-    by_id = dict(zip(ids, dataset.examples.set_index("id").loc[list(ids), "text"], strict=True))
     pairs = list(itertools.combinations([*dataset.labels, NONE_LABEL], 2))
     rows = [(i, a, b) for i in ids for a, b in pairs]
     queries = [binary_query(by_id[i], a, b) for i, a, b in rows]

@@ -272,6 +272,7 @@ def extract_traces_from_files(
     demo_split: str = "train",
     loader: str | None = None,
     adapter: str | None = None,
+    threads: int | None = None,
 ) -> dict:
     """The ``extract_traces`` rule: canonical dataset dir + id list -> traces (+ hidden)."""
     from ..datasets.canonical import load_canonical
@@ -281,7 +282,7 @@ def extract_traces_from_files(
 
     dataset = load_canonical(data_dir)
     ids = read_id_list(ids_path)
-    set_threads(model_cfg.get("threads"))
+    set_threads(threads or model_cfg.get("threads"))
     backend = model_cfg.get("backend", "hf")
     if backend == "vllm":
         from .loading import load_tokenizer
@@ -316,6 +317,7 @@ def breakdown_from_files(
     *,
     demo_split: str = "train",
     adapter: str | None = None,
+    threads: int | None = None,
 ):
     """The ``score_unary`` / ``score_binary`` rules: write ``{kind}.parquet``."""
     from ..datasets.canonical import load_canonical
@@ -327,7 +329,7 @@ def breakdown_from_files(
         raise ValueError(f"breakdown kind {kind!r}: expected 'unary' or 'binary'")
     dataset = load_canonical(data_dir)
     ids = read_id_list(ids_path)
-    set_threads(model_cfg.get("threads"))
+    set_threads(threads or model_cfg.get("threads"))
     model, tokenizer = load_model(model_cfg, adapter=adapter or model_cfg.get("adapter"))
     opts = prompt_cfg.get("breakdown") or {}
     scorer = breakdown.score_unary if kind == "unary" else breakdown.score_binary
@@ -355,6 +357,7 @@ def attention_from_files(
     demo_split: str = "train",
     loader: str | None = None,
     adapter: str | None = None,
+    threads: int | None = None,
 ):
     """The ``extract_attention`` rule: Table 6 attention masses for traced examples."""
     from ..datasets.canonical import load_canonical
@@ -366,7 +369,7 @@ def attention_from_files(
     dataset = load_canonical(data_dir)
     meta, traces = read_traces(traces_path)
     ids = [t.id for t in traces]
-    set_threads(model_cfg.get("threads"))
+    set_threads(threads or model_cfg.get("threads"))
     model, tokenizer = load_model(
         {**model_cfg, "attn_implementation": "eager"}, adapter=adapter or model_cfg.get("adapter")
     )
