@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .datasets.canonical import CanonicalDataset
-from .io import write_csv
+from .io import atomic_dir, write_csv
 from .prompts import PromptBuilder, order_labels, resolve_prompt
 
 log = logging.getLogger(__name__)
@@ -229,16 +229,8 @@ def _set_rng_state(state: dict) -> None:
 
 def _save_adapter(model, target: Path) -> None:
     """peft ``save_pretrained`` into a temp dir renamed onto ``target`` (never half-written)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -251,17 +243,9 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
 
 def _save_checkpoint(model, state: dict, checkpoint_dir: Path, keep: int) -> None:
     target = checkpoint_dir / f"step-{state['counters']['step']:07d}"
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=checkpoint_dir))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp / "adapter")
         torch.save(state, tmp / STATE_FILE)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     steps = sorted(checkpoint_dir.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     for old in steps[: max(0, len(steps) - max(1, keep))]:
         shutil.rmtree(old, ignore_errors=True)

@@ -115,6 +115,17 @@ def iter_jsonl(path: Path, required=()):
             yield where, obj
 
 
+def check_unique_ids(rows) -> None:
+    """Raise DatasetFormatError at the second row (``id``, ``where``) that repeats an id."""
+    first_seen = {}
+    for row in rows:
+        if row["id"] in first_seen:
+            raise DatasetFormatError(
+                f"{row['where']}: duplicate id {row['id']!r} (first at {first_seen[row['id']]})"
+            )
+        first_seen[row["id"]] = row["where"]
+
+
 def require_text(text, where: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise DatasetFormatError(f"{where}: field 'text' is empty")

@@ -19,6 +19,7 @@ from ._common import (
     DatasetFormatError,
     DropLog,
     build_dataset,
+    check_unique_ids,
     config_file,
     log,
     require_columns,
@@ -181,13 +182,7 @@ def load(cfg: dict, root) -> CanonicalDataset:
             split_rows.extend(read_split_tsv(path, split, emotions))
     if not split_rows:
         raise ValueError(f"dataset config {name!r}: set at least one of files.train/dev/test")
-    first_seen = {}
-    for row in split_rows:
-        if row["id"] in first_seen:
-            raise DatasetFormatError(
-                f"{row['where']}: duplicate id {row['id']!r} (first at {first_seen[row['id']]})"
-            )
-        first_seen[row["id"]] = row["where"]
+    check_unique_ids(split_rows)
 
     drops = DropLog(name)
     rater_files = files.get("raters") or []
@@ -197,7 +192,11 @@ def load(cfg: dict, root) -> CanonicalDataset:
     notes = {"source": "GoEmotions", "pooling": str(pooling_value) if pooling_value else None}
     if rater_paths:
         per_id = read_raters(
-            rater_paths, emotions, set(first_seen), drops, bool(cfg.get("drop_unclear", False))
+            rater_paths,
+            emotions,
+            {row["id"] for row in split_rows},
+            drops,
+            bool(cfg.get("drop_unclear", False)),
         )
         notes["raters"] = [str(p) for p in rater_files]
     else:

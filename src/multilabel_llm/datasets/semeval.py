@@ -10,7 +10,14 @@ import csv
 
 import pandas as pd
 
-from ._common import DatasetFormatError, build_dataset, config_file, require_columns, require_text
+from ._common import (
+    DatasetFormatError,
+    build_dataset,
+    check_unique_ids,
+    config_file,
+    require_columns,
+    require_text,
+)
 from .canonical import SPLITS, CanonicalDataset
 
 LOADER = "semeval"
@@ -65,12 +72,6 @@ def load(cfg: dict, root) -> CanonicalDataset:
             )
     if not rows:
         raise ValueError(f"dataset config {name!r}: set at least one of files.train/dev/test")
-    seen = {}
-    for row in rows:
-        if row["id"] in seen:
-            raise DatasetFormatError(
-                f"{row['where']}: duplicate id {row['id']!r} (first at {seen[row['id']]})"
-            )
-        seen[row["id"]] = row["where"]
+    check_unique_ids(rows)
     notes = {"source": "SemEval 2018 Task 1 E-c (English)"}
     return build_dataset(name, rows, EMOTIONS, True, notes, f"{LOADER}:{name}")
