@@ -48,20 +48,6 @@ localrules:
     table7_label_order,
     render_table,
     report_inputs,
-    fig2_top_probabilities,
-    fig3_second_probabilities,
-    fig4_first_step_sorted,
-    fig5_label_position_accuracy,
-    fig6_multilabel_icl,
-    fig7_probes,
-    fig9_top_two_box,
-    fig10_entropy,
-    fig11_second_position,
-    fig12_base_vs_instruct,
-    fig13_top_probabilities_family,
-    fig14_second_probabilities_family,
-    fig15_probes_family,
-    fig16_top_two_family,
 
 
 rule all:

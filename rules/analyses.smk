@@ -1,7 +1,7 @@
 # Mechanism analyses of paper §4/§D: traces → one CSV per analysis (docs/analyses.md), and the
 # paper tables built from them (Tables 4, 6, 7 and the "% second predicted next" numbers).
-# Settings live under `analyses:` in the config; every key has a default here so an
-# experiment without that block still runs.
+# Which runs each table reads is decided by the study listing it (config `studies:`); the
+# few settings under `analyses:` have defaults here.
 # Helper functions and target lists: rules/common/analyses.smk.
 
 
@@ -44,7 +44,7 @@ rule analyze_attention:
 
 rule table4_second_never:
     input:
-        mechanism_inputs("second_never"),
+        artifact_inputs("second_never", "table4"),
     output:
         f"{RESULTS}/tables/table4_second_never.csv",
     log:
@@ -53,14 +53,14 @@ rule table4_second_never:
         "../envs/analysis.yaml"
     params:
         table="table4",
-        run_keys=mechanism_keys(),
+        run_keys=artifact_keys("table4"),
     script:
         "../workflow/scripts/collect_table.py"
 
 
 rule table_second_next:
     input:
-        mechanism_inputs("second_next"),
+        artifact_inputs("second_next", "second_next"),
     output:
         f"{RESULTS}/tables/second_next.csv",
     log:
@@ -69,19 +69,14 @@ rule table_second_next:
         "../envs/analysis.yaml"
     params:
         table="second_next",
-        run_keys=mechanism_keys(),
+        run_keys=artifact_keys("second_next"),
     script:
         "../workflow/scripts/collect_table.py"
 
 
 rule table6_attention:
     input:
-        [
-            analysis_csv(
-                "attention_summary", d, m, mechanism_prompt(), mechanism_testset()
-            )
-            for d, m in attention_runs()
-        ],
+        artifact_inputs("attention_summary", "table6"),
     output:
         f"{RESULTS}/tables/table6_attention.csv",
     log:
@@ -90,14 +85,14 @@ rule table6_attention:
         "../envs/analysis.yaml"
     params:
         table="table6",
-        run_keys=[{"dataset": d, "model": m} for d, m in attention_runs()],
+        run_keys=artifact_keys("table6"),
     script:
         "../workflow/scripts/collect_table.py"
 
 
 rule table7_label_order:
     input:
-        sweep_inputs("label_order", "order_prompts"),
+        artifact_inputs("label_order", "table7"),
     output:
         f"{RESULTS}/tables/table7_label_order.csv",
     log:
@@ -106,6 +101,6 @@ rule table7_label_order:
         "../envs/analysis.yaml"
     params:
         table="table7",
-        run_keys=sweep_keys("order_prompts"),
+        run_keys=artifact_keys("table7", sweep=True),
     script:
         "../workflow/scripts/collect_table.py"

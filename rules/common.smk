@@ -5,10 +5,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from multilabel_llm.config import ConfigError, load_config
+from multilabel_llm.studies import SFT_SUFFIX, StudyError, resolve_studies
 
 try:
     _composed = load_config(config)
-except ConfigError as err:
+    # the experiment's studies: which cells of the grid each table and figure needs
+    STUDIES = resolve_studies(_composed)
+except (ConfigError, StudyError) as err:
     # A bad key or value stops the run before any job starts.
     raise WorkflowError(str(err)) from None
 
@@ -20,21 +23,17 @@ DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 PROMPTS = list(config["prompts"])
 METHODS = list(config["methods"])
-TESTSETS = list(config["testsets"])
 
 
 def dataset_cfg(name):
     return config["datasets"][name]
 
 
-SFT_SUFFIX = "-sft"
-
-
 def model_cfg(name):
     """A configured model slot, or "<slot>-sft": that model with its LoRA adapter applied.
 
-    The adapter path keeps {dataset}/{prompt} placeholders: SFT trains one adapter per
-    dataset and prompt (rules/sft.smk), filled in from the job's wildcards.
+    The adapter path keeps a {dataset} placeholder: SFT trains one adapter per dataset and
+    model (rules/sft.smk), filled in from the job's wildcards.
     """
     if name in config["models"]:
         return config["models"][name]
@@ -43,7 +42,7 @@ def model_cfg(name):
         return {
             **config["models"][base],
             "name": config["models"][base]["name"] + SFT_SUFFIX,
-            "adapter": f"{RESULTS}/sft/{{dataset}}/{base}/{{prompt}}/adapter",
+            "adapter": f"{RESULTS}/sft/{{dataset}}/{base}/adapter",
             "sft_of": base,
         }
     raise WorkflowError(

@@ -1,4 +1,5 @@
-# Datasets: published files -> canonical table -> test-set id lists; Table 1 over all datasets.
+# Datasets: published files -> canonical table -> test-set id lists; Table 1 over all datasets;
+# the shared demo pool (the demo split minus every evaluated test set), read by every run.
 # Library: src/multilabel_llm/datasets/, testsets.py, dataset_stats.py.
 # Helper functions and target lists: rules/common/data.smk.
 
@@ -37,6 +38,28 @@ rule build_testsets:
         cfg=lambda wc: get_testset_cfg(dataset_cfg(wc.dataset), wc.testset),
     script:
         "../workflow/scripts/build_testsets.py"
+
+
+rule demo_pool:
+    input:
+        table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
+        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+        ids=lambda wc: expand(
+            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
+            testset=pool_testsets(wc.dataset),
+        ),
+    output:
+        f"{RESULTS}/data/{{dataset}}/demo_pool.txt",
+    log:
+        "logs/demo_pool/{dataset}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        testsets=lambda wc: pool_testsets(wc.dataset),
+        demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
+        need=demo_shots_needed(),
+    script:
+        "../workflow/scripts/demo_pool.py"
 
 
 rule dataset_stats:

@@ -30,6 +30,7 @@ rule marginalize:
         examples=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
         ids=f"{RESULTS}/data/{{dataset}}/testsets/{{testset}}.txt",
+        demo_pool=f"{RESULTS}/data/{{dataset}}/demo_pool.txt",
     output:
         dist=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.parquet",
         stats=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.paths.parquet",

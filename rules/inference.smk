@@ -73,13 +73,15 @@ rule extract_attention:
         "../workflow/scripts/extract_attention.py"
 
 
+# Breakdown prompts have their own header and demos (config key `breakdown:`), so their scores
+# do not depend on the prompt variant: one job per (dataset, model, test set).
 rule score_unary:
     input:
         unpack(inf_data),
     output:
         f"{BREAKDOWN_DIR}/unary.parquet",
     log:
-        "logs/score_unary/{dataset}/{model}/{prompt}/{testset}.log",
+        "logs/score_unary/{dataset}/{model}/{testset}.log",
     cache: "omit-software"
     conda:
         "../envs/inference.yaml"
@@ -91,7 +93,7 @@ rule score_unary:
         gpu_model=model_resource("gpu_model", ""),
     params:
         model=lambda wc: model_params(wc.model),
-        prompt=lambda wc: {"breakdown": prompt_cfg(wc.prompt).get("breakdown") or {}},
+        prompt={"breakdown": config["breakdown"]},
         kind="unary",
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
     script:
@@ -102,9 +104,9 @@ use rule score_unary as score_binary with:
     output:
         f"{BREAKDOWN_DIR}/binary.parquet",
     log:
-        "logs/score_binary/{dataset}/{model}/{prompt}/{testset}.log",
+        "logs/score_binary/{dataset}/{model}/{testset}.log",
     params:
         model=lambda wc: model_params(wc.model),
-        prompt=lambda wc: {"breakdown": prompt_cfg(wc.prompt).get("breakdown") or {}},
+        prompt={"breakdown": config["breakdown"]},
         kind="binary",
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),

@@ -12,9 +12,11 @@ rule score_alignment:
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
         ids=lambda wc: expand(
             f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
-            testset=align_testsets(),
+            testset=align_testsets(wc.dataset),
         ),
-        dists=lambda wc: [align_distribution(wc.dataset, run) for run in align_runs()],
+        dists=lambda wc: [
+            align_distribution(wc.dataset, run) for run in align_runs(wc.dataset)
+        ],
     output:
         csv=f"{RESULTS}/tables/alignment_{{dataset}}.csv",
         md=f"{RESULTS}/tables/alignment_{{dataset}}.md",
@@ -26,8 +28,8 @@ rule score_alignment:
     conda:
         "../envs/analysis.yaml"
     params:
-        runs=align_runs(),
-        testsets=align_testsets(),
+        runs=lambda wc: align_runs(wc.dataset),
+        testsets=lambda wc: align_testsets(wc.dataset),
         methods=align_methods(),
         display_name=lambda wc: align_dataset_display(wc.dataset),
         metric={
@@ -47,9 +49,9 @@ rule score_alignment:
 rule alignment_paper_tables:
     input:
         alignment=expand(
-            f"{RESULTS}/tables/alignment_{{dataset}}.csv", dataset=DATASETS
+            f"{RESULTS}/tables/alignment_{{dataset}}.csv", dataset=align_datasets()
         ),
-        metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS),
+        metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=align_datasets()),
     output:
         csv=f"{RESULTS}/tables/{{table}}.csv",
         md=f"{RESULTS}/tables/{{table}}.md",
@@ -61,8 +63,8 @@ rule alignment_paper_tables:
     conda:
         "../envs/analysis.yaml"
     params:
-        datasets=DATASETS,
-        display_names={d: align_dataset_display(d) for d in DATASETS},
+        datasets=align_datasets(),
+        display_names={d: align_dataset_display(d) for d in align_datasets()},
         spec=lambda wc: PAPER_ALIGNMENT_TABLES[wc.table],
         methods=align_methods(),
         title=lambda wc: PAPER_TABLE_TITLES[wc.table],

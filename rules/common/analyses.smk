@@ -1,7 +1,10 @@
 # Helpers of rules/analyses.smk (input functions, params, target lists); included by
 # rules/common.smk so that rule files hold rules only (snakemake --lint).
+# Which runs feed which table or figure is decided by the experiment's studies
+# (multilabel_llm.studies): the study that lists an artifact names its cells.
 
 from multilabel_llm.analyses import TRACE_ANALYSES
+from multilabel_llm.studies import artifact_owner, mechanism_cells
 
 
 def analyses_cfg(key, default=None):
@@ -9,19 +12,9 @@ def analyses_cfg(key, default=None):
     return default if value is None else value
 
 
-def mechanism_prompt():
-    """Prompt slot whose traces feed Figs 2-5, 9-11 and Table 4 (default: the first)."""
-    return analyses_cfg("prompt", PROMPTS[0] if PROMPTS else "NONE")
-
-
-def mechanism_testset():
-    """The paper's §4 uses the multi-label-only test set; fall back to the first test set."""
-    default = (
-        "multilabel"
-        if "multilabel" in TESTSETS
-        else (TESTSETS[0] if TESTSETS else "NONE")
-    )
-    return analyses_cfg("testset", default)
+def study_of(artifact):
+    """The study producing ``artifact`` (table4, fig2, …), or None when none lists it."""
+    return artifact_owner(STUDIES, artifact)
 
 
 def prompt_setting(wildcards, key, default):
@@ -40,57 +33,40 @@ def prompt_setting(wildcards, key, default):
         return cfg.get(key, default)
 
 
-def mechanism_datasets():
-    """§4/§D study multi-label generation: single-label datasets have no label lists to follow."""
-    return [d for d in DATASETS if dataset_cfg(d).get("multilabel", True)]
-
-
 def analysis_csv(name, dataset, model, prompt, testset):
     return f"{RESULTS}/analyses/{dataset}/{model}/{prompt}/{testset}/{name}.csv"
 
 
-def mechanism_runs(models=None):
-    """(dataset, model) pairs of the mechanism analyses, restricted to ``models``."""
-    models = MODELS if models is None else models
-    return [(d, m) for d in mechanism_datasets() for m in models]
+def artifact_cells(artifact, models=None):
+    """Trace cells {dataset, model, prompt, testset} of the study producing ``artifact``."""
+    study = study_of(artifact)
+    return [] if study is None else mechanism_cells(study, models)
 
 
-def mechanism_inputs(name, models=None):
-    prompt, testset = mechanism_prompt(), mechanism_testset()
+def artifact_inputs(name, artifact, models=None, file=None):
+    """Per-run analysis CSVs (``name``) an artifact reads; ``file`` overrides the path."""
+    path = file or analysis_csv
     return [
-        analysis_csv(name, d, m, prompt, testset) for d, m in mechanism_runs(models)
+        path(name, c["dataset"], c["model"], c["prompt"], c["testset"])
+        for c in artifact_cells(artifact, models)
     ]
 
 
-def mechanism_keys(models=None):
-    return [{"dataset": d, "model": m} for d, m in mechanism_runs(models)]
+def artifact_keys(artifact, models=None, sweep=False):
+    """Columns each stacked CSV gets: dataset and model, plus the prompt for the sweeps."""
+    keys = ("dataset", "model", "prompt") if sweep else ("dataset", "model")
+    return [{k: c[k] for k in keys} for c in artifact_cells(artifact, models)]
 
 
-def sweep_prompts(key):
-    """Prompt slots of the ICL-ratio sweep (Fig 6) or label-order settings (Table 7)."""
-    return list(analyses_cfg(key, PROMPTS))
+def artifact_datasets(artifact):
+    study = study_of(artifact)
+    return [] if study is None else study.datasets
 
 
-def sweep_inputs(name, key):
-    testset = mechanism_testset()
-    return [
-        analysis_csv(name, d, m, p, testset)
-        for d in mechanism_datasets()
-        for m in MODELS
-        for p in sweep_prompts(key)
-    ]
+def artifact_models(artifact):
+    study = study_of(artifact)
+    return [] if study is None else study.models
 
 
-def sweep_keys(key):
-    return [
-        {"dataset": d, "model": m, "prompt": p}
-        for d in mechanism_datasets()
-        for m in MODELS
-        for p in sweep_prompts(key)
-    ]
-
-
-def attention_runs():
-    """(dataset, model) pairs whose traces were extracted with attention (Table 6)."""
-    models = analyses_cfg("attention_models", [])
-    return [(d, m) for d in mechanism_datasets() for m in models]
+def attention_file(name, dataset, model, prompt, testset):
+    return analysis_csv("attention_summary", dataset, model, prompt, testset)

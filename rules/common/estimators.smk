@@ -55,6 +55,6 @@ def estimate_inputs(wildcards):
             wildcards.dataset, model, wildcards.prompt, calib
         )
     if kind in ("unary", "binary"):
-        breakdown = f"{RESULTS}/breakdown/{wildcards.dataset}/{wildcards.model}/{wildcards.prompt}"
+        breakdown = f"{RESULTS}/breakdown/{wildcards.dataset}/{wildcards.model}"
         inputs[kind] = f"{breakdown}/{wildcards.testset}/{kind}.parquet"
     return inputs

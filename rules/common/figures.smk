@@ -1,16 +1,58 @@
 # Helpers of rules/figures.smk (input functions, params, target lists); included by
 # rules/common.smk so that rule files hold rules only (snakemake --lint).
+# One registry: figure -> what it plots and from which analysis; the study listing the
+# figure (config `studies:`) names its datasets, models and prompts.
+
+from multilabel_llm.studies import FAMILY_FIGURES, probe_cells
+
 
 FIG_CATEGORY = "Mechanisms (§4, §D)"
 
 
-# figure → model family it replicates the main figure for (paper §D.7 Qwen, §D.8 Medusa)
-FAMILY_FIGURES = {
-    "fig13": "qwen2.5",
-    "fig14": "qwen2.5",
-    "fig15": "qwen2.5",
-    "fig16": "medusa",
-    **(analyses_cfg("family_figures", {}) or {}),
+# figure -> plot kind (workflow/scripts/plot_figure.py), source, subcategory, short content.
+# source: an analysis CSV of analyze_traces, "probes" (probe scores) or "alignment" (tables)
+FIGURES = {
+    "fig1": ("fig1", "example_steps", "Per-step probabilities", "one example, step by step"),
+    "fig2": ("fig2", "step_stats", "Per-step probabilities", "top probabilities per step"),
+    "fig3": (
+        "fig3",
+        "step_stats",
+        "Per-step probabilities",
+        "second-highest probabilities per step",
+    ),
+    "fig4": (
+        "fig4",
+        "first_step_sorted",
+        "First-step distribution",
+        "sorted first-step probabilities",
+    ),
+    "fig5": (
+        "fig5",
+        "label_position_accuracy",
+        "Label order and ICL",
+        "accuracy of 1st vs 2nd label",
+    ),
+    "fig6": ("fig6", "multilabel_rate", "Label order and ICL", "multi-label outputs vs demos"),
+    "fig7": ("fig7", "probes", "Linear probes", "probe micro-F1"),
+    "fig8": ("fig8", "alignment", "Binary breakdown", "binary: probabilities vs outcomes"),
+    "fig9": (
+        "fig9",
+        "step_stats",
+        "Per-step probabilities",
+        "top two probabilities (box plots)",
+    ),
+    "fig10": ("fig10", "step_stats", "Per-step probabilities", "entropies per step"),
+    "fig11": (
+        "fig11",
+        "second_position",
+        "Second-highest label",
+        "where the 2nd-highest label is predicted",
+    ),
+    "fig12": ("fig12", "alignment", "Base vs instruct", "base vs instruct F1 / NLL"),
+    "fig13": ("fig2", "step_stats", "Other families", "top probabilities"),
+    "fig14": ("fig3", "step_stats", "Other families", "second-highest probabilities"),
+    "fig15": ("fig7", "probes", "Linear probes", "probe micro-F1"),
+    "fig16": ("fig9", "step_stats", "Other families", "top two probabilities"),
 }
 
 
@@ -18,18 +60,11 @@ def family_of(model):
     return model_cfg(model).get("family", model)
 
 
-def family_models(family):
-    return [m for m in MODELS if family_of(m) == family]
-
-
-def main_models():
-    """Models of Figs 2-5, 7, 9-11: the configured main families, else every model whose
-    family has no figure of its own (else all models)."""
-    families = analyses_cfg("main_families")
-    if families:
-        return [m for m in MODELS if family_of(m) in families]
-    others = set(FAMILY_FIGURES.values())
-    return [m for m in MODELS if family_of(m) not in others] or list(MODELS)
+def figure_models(name):
+    """Models a figure shows: its study's, restricted to the family of a family figure."""
+    models = artifact_models(name)
+    family = FAMILY_FIGURES.get(name)
+    return [m for m in models if family_of(m) == family] if family else models
 
 
 def model_variant(model):
@@ -39,93 +74,119 @@ def model_variant(model):
     return "Instruct" if cfg.get("instruct") else "Base"
 
 
-def coverage_note(models, traces=True):
+def coverage_note(name):
     """One caption sentence: what is shown and which paper variants are not configured."""
-    if not models:
-        return "No model of this family is configured, so every panel is empty."
+    study, models = study_of(name), figure_models(name)
+    if study is None or not models:
+        return "No study of this experiment lists this figure, so every panel is empty."
     shown = ", ".join(f"{m} ({model_variant(m)})" for m in models)
     variants = {model_variant(m) for m in models}
     missing = [v for v in ("Base", "Instruct", "SFT") if v not in variants]
-    note = f"Shown: {shown} on {', '.join(mechanism_datasets())}"
-    if traces:
-        note += f" (prompt {mechanism_prompt()}, test set {mechanism_testset()})"
-    note += "."
+    note = (
+        f"Study {study.name}: {shown} on {', '.join(study.datasets)} "
+        f"(prompts {', '.join(study.prompts)}"
+    )
+    if study.testsets:
+        note += f"; test sets {', '.join(study.testsets)}"
+    note += ")."
     if missing:
         note += f" Not configured here: {', '.join(missing)} models (the paper also shows them)."
     return note
 
 
+def figure_inputs(name):
+    source = FIGURES[name][1]
+    models = figure_models(name)
+    if source == "probes":
+        study = study_of(name)
+        cells = [] if study is None else probe_cells(study, models)
+        return [
+            f"{RESULTS}/probes/{c['dataset']}/{c['model']}/{c['prompt']}/probe_scores.csv"
+            for c in cells
+        ]
+    if source == "alignment":
+        return [f"{RESULTS}/tables/alignment_{d}.csv" for d in artifact_datasets(name)]
+    cells = artifact_cells(name, models)
+    if name == "fig1":
+        cells = cells[:1]  # the paper's opening picture: one example of one run
+    return [
+        analysis_csv(source, c["dataset"], c["model"], c["prompt"], c["testset"])
+        for c in cells
+    ]
+
+
+def figure_run_keys(name):
+    source = FIGURES[name][1]
+    if source == "alignment":
+        return [{"dataset": d} for d in artifact_datasets(name)]
+    if source == "probes":
+        study = study_of(name)
+        cells = [] if study is None else probe_cells(study, figure_models(name))
+        return [{"dataset": c["dataset"], "model": c["model"]} for c in cells]
+    keys = artifact_keys(name, figure_models(name), sweep=name == "fig6")
+    return keys[:1] if name == "fig1" else keys
+
+
+def figure_select(name):
+    """Rows of the alignment tables a figure reads: its study's cells only."""
+    study = study_of(name)
+    if FIGURES[name][1] != "alignment" or study is None:
+        return {}
+    methods = study.methods
+    if name == "fig8":
+        methods = [m for m in methods if method_cfg(m)["kind"] == "binary"]
+    return {
+        "model": study.models,
+        "prompt": study.prompts,
+        "testset": study.testsets,
+        "method": methods,
+    }
+
+
+def figure_params(name):
+    models = figure_models(name)
+    params = {
+        "kind": FIGURES[name][0],
+        "run_keys": figure_run_keys(name),
+        "models": models,
+        "datasets": artifact_datasets(name),
+        "max_step": analyses_cfg("max_step", 2),
+        "note": coverage_note(name),
+        "select": figure_select(name),
+    }
+    if name == "fig12":
+        params["model_info"] = {
+            m: {"family": family_of(m), "instruct": bool(model_cfg(m).get("instruct"))}
+            for m in models
+        }
+    if name == "fig6":
+        prompts = study_of(name).prompts if study_of(name) else []
+        params["note"] += f" Prompt variants of the sweep: {', '.join(prompts)}."
+    return params
+
+
 def figure_outputs(name):
+    _, source, subcategory, content = FIGURES[name]
+    family = FAMILY_FIGURES.get(name)
+    if family:
+        content = f"{content} ({family})"
     return {
         "png": report(
             f"{RESULTS}/figures/{name}.png",
             caption=f"../workflow/report/{name}.rst",
             category=(
-                FIG_CATEGORY
-                if name not in ("fig7", "fig12", "fig15")
-                else "Alignment (§5, §D)"
+                "Alignment (§5, §D)"
+                if source in ("probes", "alignment")
+                else FIG_CATEGORY
             ),
-            subcategory=FIGURE_SUBCATEGORY[name],
+            subcategory=subcategory,
             # one label only: the report turns a second two-valued label into a toggle
-            labels={"figure": f"Figure {name[3:]}: {FIGURE_CONTENT[name]}"},
+            labels={"figure": f"Figure {name[3:]}: {content}"},
         ),
         "pdf": f"{RESULTS}/figures/{name}.pdf",
     }
 
 
-FIGURE_SUBCATEGORY = {
-    "fig2": "Per-step probabilities",
-    "fig3": "Per-step probabilities",
-    "fig9": "Per-step probabilities",
-    "fig10": "Per-step probabilities",
-    "fig4": "First-step distribution",
-    "fig11": "Second-highest label",
-    "fig5": "Label order and ICL",
-    "fig6": "Label order and ICL",
-    "fig7": "Linear probes",
-    "fig12": "Base vs instruct",
-    "fig13": "Other families",
-    "fig14": "Other families",
-    "fig15": "Linear probes",
-    "fig16": "Other families",
-}
-
-
-FIGURE_CONTENT = {
-    "fig2": "top probabilities per step",
-    "fig3": "second-highest probabilities per step",
-    "fig4": "sorted first-step probabilities",
-    "fig5": "accuracy of 1st vs 2nd label",
-    "fig6": "multi-label outputs vs demos",
-    "fig7": "probe micro-F1",
-    "fig9": "top two probabilities (box plots)",
-    "fig10": "entropies per step",
-    "fig11": "where the 2nd-highest label is predicted",
-    "fig12": "base vs instruct F1 / NLL",
-    "fig13": f"top probabilities ({FAMILY_FIGURES['fig13']})",
-    "fig14": f"second-highest probabilities ({FAMILY_FIGURES['fig14']})",
-    "fig15": f"probe micro-F1 ({FAMILY_FIGURES['fig15']})",
-    "fig16": f"top two probabilities ({FAMILY_FIGURES['fig16']})",
-}
-
-
 def figure_names():
-    """Figures this experiment draws: the family figures only when that family is configured."""
-    names = ["fig2", "fig3", "fig4", "fig5", "fig6", "fig9", "fig10", "fig11", "fig12"]
-    if analyses_cfg("probes", True):
-        names.append("fig7")
-    for name in ("fig13", "fig14", "fig15", "fig16"):
-        if family_models(FAMILY_FIGURES[name]) and (
-            name != "fig15" or analyses_cfg("probes", True)
-        ):
-            names.append(name)
-    return names
-
-
-def probe_inputs(models):
-    prompt = mechanism_prompt()
-    return [
-        f"{RESULTS}/probes/{d}/{m}/{prompt}/probe_scores.csv"
-        for d in mechanism_datasets()
-        for m in models
-    ]
+    """Figures this experiment draws: those its studies list."""
+    return [name for name in FIGURES if study_of(name) is not None]

@@ -8,6 +8,8 @@ def inf_data(wildcards):
         "examples": f"{data}/examples.parquet",
         "meta": f"{data}/meta.json",
         "ids": f"{data}/testsets/{wildcards.testset}.txt",
+        # the dataset's shared demo pool: every run of a prompt shows the same demos
+        "demo_pool": f"{data}/demo_pool.txt",
     }
     adapter = model_cfg(wildcards.model).get("adapter")
     if adapter:
@@ -24,4 +26,4 @@ PLAIN_PROMPTS = [p for p in PROMPTS if p not in HIDDEN_PROMPTS]
 TRACE_DIR = f"{RESULTS}/traces/{{dataset}}/{{model}}/{{prompt}}/{{testset}}"
 
 
-BREAKDOWN_DIR = f"{RESULTS}/breakdown/{{dataset}}/{{model}}/{{prompt}}/{{testset}}"
+BREAKDOWN_DIR = f"{RESULTS}/breakdown/{{dataset}}/{{model}}/{{testset}}"

@@ -1,26 +1,28 @@
 # Helpers of rules/metrics.smk (input functions, params, target lists); included by
 # rules/common.smk so that rule files hold rules only (snakemake --lint).
 
+from multilabel_llm.studies import alignment_runs, artifact_owner
+
 
 def align_cfg(key, default=None):
     value = (config.get("alignment") or {}).get(key)
     return default if value is None else value
 
 
-def align_testsets():
-    """Test sets to score: the experiment's, minus the held-out Platt calibration sets."""
-    held_out = {est_params(m).get("calibration_testset") for m in METHODS}
-    return [t for t in align_cfg("testsets", TESTSETS) if t not in held_out]
+def align_runs(dataset):
+    """Distribution cells {model, prompt, testset, method} the alignment-side studies score
+    for ``dataset`` (multilabel_llm.studies.alignment_runs)."""
+    return alignment_runs(config, STUDIES, dataset)
 
 
-def align_runs():
-    return [
-        {"model": mo, "prompt": p, "testset": t, "method": me}
-        for mo in MODELS
-        for p in PROMPTS
-        for t in align_testsets()
-        for me in METHODS
-    ]
+def align_testsets(dataset):
+    """Test sets scored for ``dataset``, in first-use order."""
+    return list(dict.fromkeys(r["testset"] for r in align_runs(dataset)))
+
+
+def align_datasets():
+    """Datasets with at least one scored distribution (one alignment table each)."""
+    return [d for d in DATASETS if align_runs(d)]
 
 
 def align_distribution(dataset, run):
@@ -43,18 +45,22 @@ def align_dataset_display(dataset):
 
 
 def align_paper_tables():
-    """table2 / table5 -> {model, prompt, testset} from `roles:` (a slot name or a mapping)."""
+    """table2 / table5 -> {model, prompt, testset}: the model from `roles:` (a slot name or a
+    mapping), prompt and test set from the alignment study unless the role names them."""
     roles = config.get("roles") or {}
     tables = {}
     for table in ("table2", "table5"):
+        study = artifact_owner(STUDIES, table)
         role = roles.get(table)
-        if not role:
+        if not role or study is None:
             continue
         spec = {"model": role} if isinstance(role, str) else dict(role)
-        if spec.get("model") not in MODELS:
+        spec.setdefault("prompt", study.prompts[0])
+        spec.setdefault("testset", study.testsets[0])
+        if spec.get("model") not in study.models:
             raise WorkflowError(
-                f"config key 'roles.{table}': model {spec.get('model')!r} is not a model slot "
-                f"of the experiment; slots: {MODELS}"
+                f"config key 'roles.{table}': model {spec.get('model')!r} is not a model of "
+                f"study {study.name!r}; its models: {study.models}"
             )
         tables[table] = spec
     return tables
@@ -65,7 +71,7 @@ PAPER_ALIGNMENT_TABLES = align_paper_tables()
 
 ALIGNMENT_TARGETS = expand(
     f"{RESULTS}/tables/alignment_{{dataset}}.{{ext}}",
-    dataset=DATASETS,
+    dataset=align_datasets(),
     ext=["csv", "md", "tex"],
 )
 

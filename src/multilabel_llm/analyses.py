@@ -487,6 +487,16 @@ def base_vs_instruct(alignment: pd.DataFrame, models: dict[str, dict]) -> pd.Dat
     return out.reset_index()
 
 
+def select_rows(frame: pd.DataFrame, **allowed: Sequence) -> pd.DataFrame:
+    """Rows whose ``column`` value is in ``allowed[column]``, for each column the frame has
+    (a figure reads only its study's cells of a table that holds other studies' rows too)."""
+    keep = pd.Series(True, index=frame.index)
+    for column, values in allowed.items():
+        if column in frame.columns:
+            keep &= frame[column].isin(list(values))
+    return frame[keep]
+
+
 def tag(frame: pd.DataFrame, **keys) -> pd.DataFrame:
     """Prepend constant columns (dataset, model, prompt, …) so per-run CSVs can be stacked."""
     out = frame.copy()
@@ -524,6 +534,36 @@ def label_order_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["setting", "n_runs", "n", "pct_alphabetical", "pct_prompt"])
 
 
+def example_steps(
+    traces: Sequence[Trace], labels: Sequence[str], human: dict[str, dict[str, float]]
+) -> pd.DataFrame:
+    """Fig 1: one example's label distribution at every label step, next to the human one.
+
+    The example is the parsed output with the most label steps (ties: the smallest id), so
+    the figure shows the step-by-step drift the paper opens with. Columns ``id, text_out,
+    step`` ("label 1", "label 2", …, "human"), ``label``, ``prob`` and ``generated`` (the
+    label the model generated at that step). Empty when no output has a label step.
+    """
+    columns = ["id", "text_out", "step", "label", "prob", "generated"]
+    usable = [t for t in _usable(traces, True) if t.label_steps]
+    if not usable:
+        return pd.DataFrame(columns=columns)
+    trace = min(usable, key=lambda t: (-len(t.label_steps), t.id))
+    score_labels = [*labels, NONE_LABEL]
+    rows = []
+    dists = label_step_distributions(trace, len(score_labels))
+    for k, (step, row) in enumerate(zip(trace.label_steps, dists, strict=True), start=1):
+        for label, prob in zip(score_labels, row, strict=True):
+            rows.append(
+                (trace.id, trace.text_out, f"label {k}", label, float(prob), label == step.label)
+            )
+    for label in labels:
+        rows.append(
+            (trace.id, trace.text_out, "human", label, human.get(trace.id, {}).get(label), False)
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
 TRACE_ANALYSES = (
     "step_stats",
     "second_next",
@@ -533,6 +573,7 @@ TRACE_ANALYSES = (
     "label_position_accuracy",
     "multilabel_rate",
     "label_order",
+    "example_steps",
 )
 
 
@@ -542,6 +583,7 @@ def trace_analyses(
     gold: dict[str, Iterable[str]],
     prompt_order: Sequence[str] | None = None,
     require_parse: bool = True,
+    human: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every per-run analysis of one trace file, keyed by ``TRACE_ANALYSES`` names."""
     steps = step_statistics(traces, labels, require_parse=require_parse)
@@ -554,4 +596,5 @@ def trace_analyses(
         "label_position_accuracy": label_position_accuracy(traces, gold),
         "multilabel_rate": multilabel_output_rate(traces),
         "label_order": label_order_agreement(traces, labels, prompt_order),
+        "example_steps": example_steps(traces, labels, human or {}),
     }

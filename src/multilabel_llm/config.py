@@ -141,6 +141,13 @@ def validate(cfg: dict) -> None:
             problems += [_format_error(e, prefix) for e in validator.iter_errors(entry)]
     cross = _cross_checks(cfg)
     problems += cross
+    if not problems:
+        from .studies import StudyError, resolve_studies
+
+        try:
+            resolve_studies(cfg)
+        except StudyError as err:
+            problems.append(str(err))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(sorted(set(problems))))
 

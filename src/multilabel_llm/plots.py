@@ -67,6 +67,16 @@ CAPTIONS = {
         "Example-F1 (top) and NLL (bottom) of base vs instruction-tuned models per distribution "
         "method, averaged over datasets."
     ),
+    "fig1": (
+        "One example's label distribution (softmax over the labels' first tokens and 'none') "
+        "at each step where the model starts a label, next to the human distribution (eq. 1); "
+        "the generated label of each step is outlined. The example is the output with the most "
+        "labels."
+    ),
+    "fig8": (
+        "Binary breakdown from pairwise probabilities (binary) vs pairwise outcomes "
+        "(probabilities rounded to 0/1) per dataset: NLL, L1 and example-F1."
+    ),
     "fig7": (
         "Micro-F1 of linear probes trained and evaluated on gold labels (Gold), on the model's "
         "predictions (Pred), evaluated on predictions beyond the first label (Pred 2+), and the "
@@ -573,3 +583,47 @@ def figure_probes(
         ax.set_ylim(0, 1)
     _legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig7"])
+
+
+def figure_example_steps(frame: pd.DataFrame, title: str = "", caption: str | None = None) -> Plot:
+    """Fig 1: one panel per label step plus the human distribution; bars = labels."""
+    steps = _ordered(frame["step"]) if not frame.empty else []
+    fig, axes = _grid(1, max(len(steps), 1), width=3.6, height=3.4)
+    if not steps:
+        no_data_panel(axes[0, 0], "no output with a label step")
+    for j, step in enumerate(steps):
+        ax = axes[0, j]
+        cell = frame[frame["step"] == step].fillna({"prob": 0.0})
+        colors = [
+            sns.color_palette()[1] if step == "human" else sns.color_palette()[0]
+        ] * len(cell)
+        bars = ax.bar(cell["label"], 100 * cell["prob"], color=colors)
+        for bar, generated in zip(bars, cell["generated"], strict=True):
+            if generated:
+                bar.set_edgecolor("black")
+                bar.set_linewidth(2)
+        ax.set_title(step if step == "human" else f"generating {step}")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("probability (%)" if j == 0 else "")
+        ax.tick_params(axis="x", rotation=60)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return Plot(fig, caption or CAPTIONS["fig1"])
+
+
+def figure_binary_variants(alignment: pd.DataFrame, caption: str | None = None) -> Plot:
+    """Fig 8: binary breakdown with probabilities vs outcomes; panels = metrics."""
+    metrics = {"nll": "NLL", "l1": "L1", "example_f1": "example-F1"}
+    fig, axes = _grid(1, len(metrics), width=4.2, height=3.4)
+    for j, (metric, label) in enumerate(metrics.items()):
+        ax = axes[0, j]
+        ax.set_title(label)
+        if alignment.empty or metric not in alignment.columns:
+            no_data_panel(ax)
+            continue
+        sns.barplot(data=alignment, x="dataset", y=metric, hue="method", ax=ax)
+        ax.set_xlabel("")
+        ax.set_ylabel(label)
+    _legend_once(fig, axes)
+    return Plot(fig, caption or CAPTIONS["fig8"])

@@ -253,6 +253,39 @@ def sample_demos(pool: pd.DataFrame, spec: PromptSpec, labels, multilabel: bool)
     return pool.iloc[chosen]
 
 
+def demo_pool_frame(dataset, demo_split: str = "train", exclude=(), pool_ids=None):
+    """Demo candidates: the split minus ``exclude``, or the shared pool ``pool_ids``, which
+    must not contain an id the run scores (its demos would show the answer)."""
+    pool = dataset.split(demo_split)
+    if pool_ids is None:
+        return pool[~pool["id"].isin(set(exclude))]
+    pool_ids = set(pool_ids)
+    leaked = sorted(pool_ids & set(exclude))
+    if leaked:
+        raise ValueError(
+            f"dataset {dataset.name}: {len(leaked)} scored ids are in the shared demo pool "
+            f"(e.g. {leaked[:3]}); the pool must exclude every evaluated test set"
+        )
+    return pool[pool["id"].isin(pool_ids)]
+
+
+def select_demo_pool(dataset, demo_split: str, evaluated: dict[str, list[str]], need: int):
+    """The dataset's shared demo pool: ``demo_split`` minus every id any evaluated test set
+    holds (``evaluated``: test-set name -> ids), in dataset order; at least ``need`` ids."""
+    split = dataset.split(demo_split)
+    taken = set().union(*evaluated.values()) if evaluated else set()
+    pool = [i for i in split["id"] if i not in taken]
+    if len(pool) < need:
+        overlap = {name: len(set(ids) & set(split["id"])) for name, ids in evaluated.items()}
+        raise ValueError(
+            f"dataset {dataset.name}: the demo pool (split {demo_split!r}, {len(split)} "
+            f"examples, minus the evaluated test sets) has {len(pool)} examples, the prompts "
+            f"need {need}; test-set ids inside {demo_split!r}: {overlap}. Make those test sets "
+            f"smaller or draw them from another split"
+        )
+    return pool
+
+
 @dataclass
 class PromptBuilder:
     """Builds the shared prefix and the per-query prompts of one (dataset, prompt) run."""
@@ -262,10 +295,14 @@ class PromptBuilder:
     demos: list[tuple[str, list[str]]]
 
     @classmethod
-    def from_dataset(cls, spec: PromptSpec, dataset, demo_split: str = "train", exclude=()):
+    def from_dataset(
+        cls, spec: PromptSpec, dataset, demo_split: str = "train", exclude=(), pool_ids=None
+    ):
+        """Demos drawn from ``demo_split`` minus ``exclude``, or, given ``pool_ids`` (the
+        dataset's shared demo pool, rules/data.smk), from that pool: every run of a prompt
+        then shows the same demonstrations."""
         labels = order_labels(dataset.labels, spec.label_order, spec.seed)
-        pool = dataset.split(demo_split)
-        pool = pool[~pool["id"].isin(set(exclude))]
+        pool = demo_pool_frame(dataset, demo_split, exclude, pool_ids)
         demos = sample_demos(pool, spec, labels, dataset.multilabel)
         rank = {lab: i for i, lab in enumerate(labels)}
         pairs = [

@@ -26,7 +26,8 @@ prompt_order = meta.info.get("prompt_labels") or order_labels(
 )
 log.info("%d traces, labels %s, prompt order %s", len(traces), meta.labels, prompt_order)
 
-tables = analyses.trace_analyses(traces, meta.labels, gold, prompt_order)
+human = {str(i): row for i, row in dataset.human_distribution().to_dict(orient="index").items()}
+tables = analyses.trace_analyses(traces, meta.labels, gold, prompt_order, human=human)
 keys = dict(snakemake.wildcards.items())
 tables["multilabel_rate"] = analyses.tag(
     tables["multilabel_rate"], multilabel_ratio=params.multilabel_ratio

@@ -19,4 +19,5 @@ attention_from_files(
     loader=snakemake.params.loader,
     adapter=snakemake.input.get("adapter"),
     threads=snakemake.threads,
+    demo_pool=snakemake.input.get("demo_pool"),
 )

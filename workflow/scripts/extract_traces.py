@@ -20,5 +20,6 @@ summary = extract_traces_from_files(
     loader=snakemake.params.loader,
     adapter=snakemake.input.get("adapter"),
     threads=snakemake.threads,
+    demo_pool=snakemake.input.get("demo_pool"),
 )
 print(summary, file=sys.stderr)

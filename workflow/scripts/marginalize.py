@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from multilabel_llm.datasets import load_canonical
 from multilabel_llm.engine.loading import load_model
-from multilabel_llm.engine.run import plan_run, set_threads
+from multilabel_llm.engine.run import plan_run, read_pool, set_threads
 from multilabel_llm.estimators import distribution_frame, normalise_rows, validate_distribution
 from multilabel_llm.io import read_id_list, write_parquet
 from multilabel_llm.marginalization import marginal_label_probs
@@ -42,6 +42,7 @@ plan = plan_run(
     params.demo_split,
     template=pick_template(prompt_cfg, params.loader, dataset.name),
     model_name=model_cfg.get("name", ""),
+    pool_ids=read_pool(snakemake.input.get("demo_pool")),
 )
 label_format = plan.builder.spec.label_format
 

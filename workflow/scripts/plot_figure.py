@@ -10,11 +10,22 @@ from multilabel_llm import analyses, plots  # noqa: E402
 from multilabel_llm.report import read_tables  # noqa: E402
 
 p = snakemake.params
-frame = read_tables(snakemake.input, p.run_keys)
+frame = analyses.select_rows(read_tables(snakemake.input, p.run_keys), **p.select)
 order = {"models": p.models, "datasets": p.datasets}
 EMPTY_STEPS = pd.DataFrame(columns=["dataset", "model", *analyses.STEP_COLUMNS])
 
-if p.kind in ("fig2", "fig10"):
+if p.kind == "fig1":
+    if frame.empty:
+        frame = pd.DataFrame(columns=["id", "text_out", "step", "label", "prob", "generated"])
+    title = "" if frame.empty else f"{frame['dataset'].iloc[0]}, {frame['model'].iloc[0]}"
+    if not frame.empty:
+        title += f", example {frame['id'].iloc[0]}: {frame['text_out'].iloc[0]!r}"
+    plot = plots.figure_example_steps(frame, title=title[:160])
+elif p.kind == "fig8":
+    if not frame.empty and "display_name" in frame.columns:
+        frame = frame.assign(method=frame["display_name"].fillna(frame["method"]))
+    plot = plots.figure_binary_variants(frame)
+elif p.kind in ("fig2", "fig10"):
     quantity = "top_prob" if p.kind == "fig2" else "entropy_bits"
     plot = plots.figure_step_quantity(
         frame if not frame.empty else EMPTY_STEPS, quantity, max_step=p.max_step, **order

@@ -19,4 +19,5 @@ breakdown_from_files(
     demo_split=snakemake.params.demo_split,
     adapter=snakemake.input.get("adapter"),
     threads=snakemake.threads,
+    demo_pool=snakemake.input.get("demo_pool"),
 )

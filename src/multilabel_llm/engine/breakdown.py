@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import NONE_LABEL
+from ..prompts import demo_pool_frame
 from .label_tokens import answer_tokens
 from .tracing import PrefixCache, common_prefix_len
 
@@ -118,10 +119,10 @@ def _p_first(logits: np.ndarray) -> np.ndarray:
     return e[:, 0] / e.sum(axis=1)
 
 
-def _demo_pool_and_texts(dataset, ids, demo_split: str):
-    """Demonstration candidates (the split minus the scored ids) and each scored id's text."""
-    pool = dataset.split(demo_split)
-    pool = pool[~pool["id"].isin(set(ids))]
+def _demo_pool_and_texts(dataset, ids, demo_split: str, pool_ids=None):
+    """Demonstration candidates (the shared pool, else the split minus the scored ids) and
+    each scored id's text."""
+    pool = demo_pool_frame(dataset, demo_split, ids, pool_ids)
     texts = dataset.examples.set_index("id").loc[list(ids), "text"]
     return pool, dict(zip(ids, texts, strict=True))
 
@@ -135,9 +136,10 @@ def score_unary(
     n_shots: int = 10,
     seed: int = 0,
     batch_size: int = 32,
+    pool_ids=None,
 ) -> pd.DataFrame:
     """Columns: id, label, p_reasonable, logit_reasonable, logit_unreasonable."""
-    pool, by_id = _demo_pool_and_texts(dataset, ids, demo_split)
+    pool, by_id = _demo_pool_and_texts(dataset, ids, demo_split, pool_ids)
     prefix = unary_prefix(pool, dataset.labels, n_shots, seed)
     rows = [(i, lab) for i in ids for lab in [*dataset.labels, NONE_LABEL]]
     queries = [unary_query(by_id[i], lab) for i, lab in rows]
@@ -170,9 +172,10 @@ def score_binary(
     n_shots: int = 10,
     seed: int = 0,
     batch_size: int = 32,
+    pool_ids=None,
 ) -> pd.DataFrame:
     """Columns: id, label_a, label_b, p_a, logit_a, logit_b (one order per unordered pair)."""
-    pool, by_id = _demo_pool_and_texts(dataset, ids, demo_split)
+    pool, by_id = _demo_pool_and_texts(dataset, ids, demo_split, pool_ids)
     prefix = binary_prefix(pool, dataset.labels, n_shots, seed)
     pairs = list(itertools.combinations([*dataset.labels, NONE_LABEL], 2))
     rows = [(i, a, b) for i in ids for a, b in pairs]

@@ -53,9 +53,10 @@ def plan_run(
     template: str | None = None,
     model_name: str = "",
     extra: dict | None = None,
+    pool_ids=None,
 ):
     spec = resolve_prompt(prompt_cfg, dataset.name, template)
-    builder = PromptBuilder.from_dataset(spec, dataset, demo_split, exclude=ids)
+    builder = PromptBuilder.from_dataset(spec, dataset, demo_split, exclude=ids, pool_ids=pool_ids)
     frame = dataset.examples.set_index("id")
     missing = [i for i in ids if i not in frame.index]
     if missing:
@@ -119,6 +120,7 @@ def extract_traces(
     keep_forms: bool = True,
     on_shard: Callable[[int], None] | None = None,
     backend: str = "hf",
+    pool_ids=None,
 ) -> dict:
     """Trace every id; returns a summary (counts, timings). See the module docstring."""
     out_path = Path(out_path)
@@ -133,6 +135,7 @@ def extract_traces(
         template,
         model_name,
         {"hidden": hidden, "keep_forms": keep_forms},
+        pool_ids,
     )
     spec = plan.builder.spec
     _prepare_shards(shard_dir, plan.fingerprint)
@@ -256,6 +259,13 @@ def _save_npz(tmp: Path, ids, states) -> None:
         np.savez(handle, ids=np.asarray([str(i) for i in ids]), states=states)
 
 
+def read_pool(demo_pool) -> list[str] | None:
+    """The shared demo pool's ids (rule demo_pool), or None: demos from the split minus the run."""
+    from ..io import read_id_list
+
+    return None if demo_pool is None else read_id_list(demo_pool)
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
@@ -273,6 +283,7 @@ def extract_traces_from_files(
     loader: str | None = None,
     adapter: str | None = None,
     threads: int | None = None,
+    demo_pool=None,
 ) -> dict:
     """The ``extract_traces`` rule: canonical dataset dir + id list -> traces (+ hidden)."""
     from ..datasets.canonical import load_canonical
@@ -304,6 +315,7 @@ def extract_traces_from_files(
         batch_size=int(model_cfg.get("batch_size", 16)),
         hidden_path=hidden_path,
         backend=backend,
+        pool_ids=read_pool(demo_pool),
     )
 
 
@@ -318,6 +330,7 @@ def breakdown_from_files(
     demo_split: str = "train",
     adapter: str | None = None,
     threads: int | None = None,
+    demo_pool=None,
 ):
     """The ``score_unary`` / ``score_binary`` rules: write ``{kind}.parquet``."""
     from ..datasets.canonical import load_canonical
@@ -342,6 +355,7 @@ def breakdown_from_files(
         n_shots=int(opts.get("n_shots", 10)),
         seed=int(opts.get("seed", 0)),
         batch_size=int(opts.get("batch_size", model_cfg.get("batch_size", 32))),
+        pool_ids=read_pool(demo_pool),
     )
     write_parquet(out_path, frame)
     return frame
@@ -358,6 +372,7 @@ def attention_from_files(
     loader: str | None = None,
     adapter: str | None = None,
     threads: int | None = None,
+    demo_pool=None,
 ):
     """The ``extract_attention`` rule: Table 6 attention masses for traced examples."""
     from ..datasets.canonical import load_canonical
@@ -381,6 +396,7 @@ def attention_from_files(
         demo_split,
         pick_template(prompt_cfg, loader, dataset.name),
         meta.model,
+        pool_ids=read_pool(demo_pool),
     )
     prompts = dict(zip(plan.ids, plan.prompts, strict=True))
     frame = attention_summary(model, tokenizer, prompts, traces)

@@ -1,0 +1,399 @@
+"""Experiments made of studies: each study names the artifacts it produces and its own grid.
+
+A study (``studies.<name>`` in an experiment) has a ``kind`` (default: its name) that fixes
+what it can produce, and a small grid::
+
+    studies:
+      alignment:                       # Tables 2/5, the per-dataset alignment tables, Fig 8
+        datasets: [goemotions, mfrc, hatexplain, msp_podcast]
+        models: [llama3-70b-instruct, llama3-8b-instruct]
+        prompts: [main]
+        testsets: [main_test_set]
+        methods: [compare_to_none, hard_predictions, ...]
+        exclude: [{dataset: hatexplain, method: sft_outputs}]   # cells the paper did not run
+
+Only the cells of a study are requested, so the DAG holds what the paper's tables and figures
+need and nothing crossed beyond it. Omitted keys take the kind's defaults: every configured
+dataset the kind applies to (single-label datasets have no label lists for the mechanism kinds),
+every model slot, the first prompt (every prompt for the sweeps), the kind's test set, every
+method that applies to the dataset. A model may be named ``<slot>-sft``: that slot with its
+LoRA adapter (trained once per dataset and model, rules/sft.smk).
+
+An experiment without ``studies:`` gets one study of every kind with those defaults.
+Nothing here imports Snakemake: rules/common.smk and the cost plan both call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SFT_SUFFIX = "-sft"
+
+# kind -> what it can produce, whether it is about multi-label generation, its default test set
+KINDS: dict[str, dict] = {
+    "alignment": {
+        "artifacts": ("alignment_tables", "table2", "table5", "fig8"),
+        "multilabel_only": False,
+        "testsets": ["main_test_set"],
+        "methods": True,
+    },
+    "base_vs_instruct": {
+        "artifacts": ("fig12",),
+        "multilabel_only": True,
+        "testsets": ["main_test_set"],
+        "methods": True,
+    },
+    "mechanisms": {
+        "artifacts": (
+            "fig1",
+            "fig2",
+            "fig3",
+            "fig4",
+            "fig5",
+            "fig9",
+            "fig10",
+            "fig11",
+            "table4",
+            "second_next",
+        ),
+        "multilabel_only": True,
+        "testsets": ["multilabel"],
+        "methods": False,
+    },
+    "label_order": {
+        "artifacts": ("table7",),
+        "multilabel_only": True,
+        "testsets": ["multilabel"],
+        "methods": False,
+        "sweep": True,
+    },
+    "icl_ratio": {
+        "artifacts": ("fig6",),
+        "multilabel_only": True,
+        "testsets": ["multilabel"],
+        "methods": False,
+        "sweep": True,
+    },
+    "probes": {
+        "artifacts": ("fig7",),
+        "multilabel_only": True,
+        "testsets": [],
+        "methods": False,
+    },
+    "families": {
+        "artifacts": ("fig13", "fig14", "fig15", "fig16"),
+        "multilabel_only": True,
+        "testsets": ["multilabel"],
+        "methods": False,
+    },
+    "attention": {
+        "artifacts": ("table6",),
+        "multilabel_only": True,
+        "testsets": ["multilabel"],
+        "methods": False,
+    },
+}
+# alignment-side kinds: their runs are scored into results/tables/alignment_{dataset}.csv
+ALIGNMENT_KINDS = ("alignment", "base_vs_instruct")
+# kinds whose runs are traced and analysed (analyze_traces)
+TRACE_KINDS = ("mechanisms", "label_order", "icl_ratio", "families", "attention")
+# model families with a figure of their own (paper §D.7 Qwen, §D.8 Medusa)
+FAMILY_FIGURES = {"fig13": "qwen2.5", "fig14": "qwen2.5", "fig15": "qwen2.5", "fig16": "medusa"}
+STUDY_KEYS = (
+    "kind",
+    "artifacts",
+    "datasets",
+    "models",
+    "prompts",
+    "testsets",
+    "methods",
+    "exclude",
+    "description",
+)
+
+
+class StudyError(ValueError):
+    """A study the pipeline cannot run; the message names the config key."""
+
+
+@dataclass
+class Study:
+    name: str
+    kind: str
+    artifacts: list[str]
+    datasets: list[str]
+    models: list[str]
+    prompts: list[str]
+    testsets: list[str]
+    methods: list[str] = field(default_factory=list)
+    exclude: list[dict] = field(default_factory=list)
+    description: str = ""
+
+    def excluded(self, cell: dict) -> bool:
+        return any(all(cell.get(k) == v for k, v in rule.items()) for rule in self.exclude)
+
+    def trace_runs(self) -> list[dict]:
+        """(dataset, model, prompt, testset) cells of the study, minus its exclusions."""
+        cells = [
+            {"dataset": d, "model": m, "prompt": p, "testset": t}
+            for d in self.datasets
+            for m in self.models
+            for p in self.prompts
+            for t in self.testsets
+        ]
+        return [c for c in cells if not self.excluded(c)]
+
+
+def base_slot(model: str) -> str:
+    return model.removesuffix(SFT_SUFFIX)
+
+
+def _is_multilabel(cfg: dict, dataset: str) -> bool:
+    return bool(cfg["datasets"][dataset].get("multilabel", True))
+
+
+def method_applies(cfg: dict, method: str, dataset: str) -> bool:
+    """A method's ``applies_to`` (multilabel / single_label) against the dataset's kind."""
+    applies = cfg["methods"][method].get("applies_to") or ["multilabel", "single_label"]
+    return ("multilabel" if _is_multilabel(cfg, dataset) else "single_label") in applies
+
+
+def _names(value, key: str, allowed: list[str], *, sft_ok: bool = False) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise StudyError(f"config key '{key}': expected a list of names, got {value!r}")
+    for name in value:
+        slot = base_slot(name) if sft_ok else name
+        if slot not in allowed or (not sft_ok and name != slot):
+            extra = f" (or a model slot with the {SFT_SUFFIX!r} suffix)" if sft_ok else ""
+            raise StudyError(f"config key '{key}': {name!r} is not one of {allowed}{extra}")
+    return list(dict.fromkeys(value))
+
+
+def _default_models(cfg: dict, kind: str) -> list[str]:
+    models = list(cfg["models"])
+    families = set(FAMILY_FIGURES.values())
+    family = {m: cfg["models"][m].get("family", m) for m in models}
+    if kind == "families":
+        return [m for m in models if family[m] in families]
+    if kind in ("mechanisms", "probes"):
+        return [m for m in models if family[m] not in families] or models
+    return models
+
+
+def resolve_study(cfg: dict, name: str, spec: dict | None) -> Study:
+    """One study with its defaults filled in and every name checked against the experiment."""
+    spec = dict(spec or {})
+    where = f"studies.{name}"
+    unknown = sorted(set(spec) - set(STUDY_KEYS))
+    if unknown:
+        raise StudyError(f"config key '{where}': unknown keys {unknown}; allowed keys: {list(STUDY_KEYS)}")
+    kind = spec.get("kind") or name
+    if kind not in KINDS:
+        raise StudyError(f"config key '{where}.kind': {kind!r} is not allowed; allowed values: {sorted(KINDS)}")
+    info = KINDS[kind]
+    artifacts = spec.get("artifacts") or list(info["artifacts"])
+    for art in artifacts:
+        if art not in info["artifacts"]:
+            raise StudyError(
+                f"config key '{where}.artifacts': {art!r} is not produced by a {kind!r} study; "
+                f"allowed values: {list(info['artifacts'])}"
+            )
+    datasets_all = list(cfg["datasets"])
+    if spec.get("datasets") is None:
+        datasets = [
+            d for d in datasets_all if not info["multilabel_only"] or _is_multilabel(cfg, d)
+        ]
+    else:
+        datasets = _names(spec["datasets"], f"{where}.datasets", datasets_all)
+        single = [d for d in datasets if info["multilabel_only"] and not _is_multilabel(cfg, d)]
+        if single:
+            raise StudyError(
+                f"config key '{where}.datasets': {single} are single-label; a {kind!r} study "
+                "studies multi-label generation (drop them from the study)"
+            )
+    models = (
+        _default_models(cfg, kind)
+        if spec.get("models") is None
+        else _names(spec["models"], f"{where}.models", list(cfg["models"]), sft_ok=True)
+    )
+    prompts_all = list(cfg["prompts"])
+    if spec.get("prompts") is None:
+        prompts = prompts_all if info.get("sweep") else prompts_all[:1]
+    else:
+        prompts = _names(spec["prompts"], f"{where}.prompts", prompts_all)
+    testsets = list(info["testsets"]) if spec.get("testsets") is None else spec["testsets"]
+    if not isinstance(testsets, list):
+        raise StudyError(f"config key '{where}.testsets': expected a list, got {testsets!r}")
+    methods: list[str] = []
+    if info["methods"]:
+        methods = (
+            list(cfg["methods"])
+            if spec.get("methods") is None
+            else _names(spec["methods"], f"{where}.methods", list(cfg["methods"]))
+        )
+    elif spec.get("methods"):
+        raise StudyError(f"config key '{where}.methods': a {kind!r} study scores no methods")
+    exclude = spec.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(e, dict) and e for e in exclude):
+        raise StudyError(
+            f"config key '{where}.exclude': expected a list of mappings such as "
+            "{dataset: hatexplain, method: probes}"
+        )
+    study = Study(
+        name,
+        kind,
+        list(artifacts),
+        datasets,
+        models,
+        prompts,
+        list(testsets),
+        methods,
+        list(exclude),
+        str(spec.get("description") or ""),
+    )
+    _check_testsets(cfg, study)
+    return study
+
+
+def _check_testsets(cfg: dict, study: Study) -> None:
+    """Every (dataset, test set) a study asks for must be defined by that dataset's config."""
+    from .testsets import DEFAULT_KIND
+
+    for dataset in study.datasets:
+        defined = cfg["datasets"][dataset].get("testsets") or {}
+        for testset in study.testsets:
+            if testset not in defined and testset not in DEFAULT_KIND:
+                raise StudyError(
+                    f"config key 'studies.{study.name}.testsets': dataset {dataset!r} defines no "
+                    f"test set {testset!r} (datasets.{dataset}.testsets: {sorted(defined)})"
+                )
+            if (
+                DEFAULT_KIND.get(testset) == "multilabel"
+                or (defined.get(testset) or {}).get("kind") == "multilabel"
+            ) and not _is_multilabel(cfg, dataset):
+                raise StudyError(
+                    f"config key 'studies.{study.name}.testsets': {testset!r} is a multi-label-"
+                    f"only test set and {dataset!r} is single-label"
+                )
+
+
+def resolve_studies(cfg: dict) -> dict[str, Study]:
+    """Every study of the experiment (defaults: one of each kind), resolved and checked."""
+    specs = cfg.get("studies")
+    if specs is None:
+        specs = {kind: {} for kind in KINDS}
+    if not isinstance(specs, dict):
+        raise StudyError(f"config key 'studies': expected a mapping name -> study, got {specs!r}")
+    studies = {name: resolve_study(cfg, name, spec) for name, spec in specs.items()}
+    owners: dict[str, str] = {}
+    for study in studies.values():
+        for art in study.artifacts:
+            if art in owners:
+                raise StudyError(
+                    f"config key 'studies.{study.name}.artifacts': {art!r} is already produced "
+                    f"by study {owners[art]!r}; one study per artifact"
+                )
+            owners[art] = study.name
+    # a study that can produce nothing (no models, datasets or prompts) is dropped
+    return {n: s for n, s in studies.items() if s.datasets and s.models and s.prompts}
+
+
+def artifact_owner(studies: dict[str, Study], artifact: str) -> Study | None:
+    return next((s for s in studies.values() if artifact in s.artifacts), None)
+
+
+def alignment_runs(cfg: dict, studies: dict[str, Study], dataset: str) -> list[dict]:
+    """Distribution cells {model, prompt, testset, method} scored for ``dataset``: the union of
+    the alignment-side studies' grids, methods that don't apply to the dataset left out."""
+    runs: list[dict] = []
+    for study in studies.values():
+        if study.kind not in ALIGNMENT_KINDS or dataset not in study.datasets:
+            continue
+        for cell in study.trace_runs():
+            if cell["dataset"] != dataset:
+                continue
+            for method in study.methods:
+                run = {k: cell[k] for k in ("model", "prompt", "testset")} | {"method": method}
+                if method_applies(cfg, method, dataset) and not study.excluded(
+                    run | {"dataset": dataset}
+                ):
+                    runs.append(run)
+    unique = {tuple(sorted(r.items())): r for r in runs}
+    return list(unique.values())
+
+
+def mechanism_cells(study: Study, models: list[str] | None = None) -> list[dict]:
+    """Trace cells of a trace-kind study, optionally restricted to ``models``."""
+    cells = study.trace_runs()
+    return cells if models is None else [c for c in cells if c["model"] in models]
+
+
+def probe_cells(study: Study, models: list[str] | None = None) -> list[dict]:
+    """(dataset, model, prompt) cells whose linear probes a probe figure reads."""
+    cells = [
+        {"dataset": d, "model": m, "prompt": p}
+        for d in study.datasets
+        for m in study.models
+        for p in study.prompts[:1]
+        if models is None or m in models
+    ]
+    return [c for c in cells if not study.excluded(c)]
+
+
+def grid_summary(cfg: dict, studies: dict[str, Study]) -> list[dict]:
+    """One row per study: kind, artifacts, models, datasets, prompts, test sets, cells."""
+    rows = []
+    for study in studies.values():
+        cells = study.trace_runs()
+        if study.kind in ALIGNMENT_KINDS:
+            n = sum(
+                1
+                for c in cells
+                for m in study.methods
+                if method_applies(cfg, m, c["dataset"]) and not study.excluded(c | {"method": m})
+            )
+        else:
+            n = len(cells)
+        rows.append(
+            {
+                "study": study.name,
+                "kind": study.kind,
+                "artifacts": ", ".join(study.artifacts),
+                "models": ", ".join(study.models),
+                "datasets": ", ".join(study.datasets),
+                "prompts": ", ".join(study.prompts),
+                "testsets": ", ".join(study.testsets),
+                "cells": n,
+            }
+        )
+    return rows
+
+
+def probe_testsets(cfg: dict) -> list[str]:
+    probes = (cfg.get("training") or {}).get("probes") or {}
+    return [probes.get("train_testset", "probe_train"), probes.get("eval_testset", "probe_eval")]
+
+
+def probe_studies(studies: dict[str, Study]) -> list[Study]:
+    """Studies whose artifacts read linear probes (Fig 7, Fig 15)."""
+    return [s for s in studies.values() if {"fig7", "fig15"} & set(s.artifacts)]
+
+
+def evaluated_testsets(cfg: dict, studies: dict[str, Study], dataset: str) -> list[str]:
+    """Every test set of ``dataset`` some run of the experiment traces or scores: the shared
+    demo pool excludes all of their ids, so no run sees its own examples as demos."""
+    names: list[str] = []
+    for run in alignment_runs(cfg, studies, dataset):
+        names.append(run["testset"])
+        method = cfg["methods"][run["method"]]
+        calibration = (method.get("params") or {}).get("calibration_testset")
+        if calibration:
+            names.append(calibration)
+        if method.get("kind") == "external" and run["method"] == "probes":
+            names += probe_testsets(cfg)
+    for study in studies.values():
+        if study.kind in TRACE_KINDS and dataset in study.datasets:
+            names += study.testsets
+        if study in probe_studies(studies) and dataset in study.datasets:
+            names += probe_testsets(cfg)
+    return list(dict.fromkeys(names))
