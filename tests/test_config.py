@@ -16,10 +16,13 @@ def test_demo_experiment_composes_and_validates():
 
 def test_overrides_string_is_passed_to_hydra():
     cfg = load_config(
-        {"experiment": "demo", "overrides": "models.smollm2.dtype=bfloat16 testsets=[multilabel]"}
+        {
+            "experiment": "demo",
+            "overrides": "models.smollm2.dtype=bfloat16 studies.mechanisms.testsets=[main_test_set]",
+        }
     )
     assert cfg["models"]["smollm2"]["dtype"] == "bfloat16"
-    assert cfg["testsets"] == ["multilabel"]
+    assert cfg["studies"]["mechanisms"]["testsets"] == ["main_test_set"]
 
 
 def test_nested_config_mapping_merges_with_typed_leaves():
@@ -60,8 +63,8 @@ def test_unknown_top_level_key_is_rejected():
 
 def test_missing_required_key_is_rejected():
     cfg = compose("demo")
-    del cfg["testsets"]
-    with pytest.raises(ConfigError, match="'testsets' is a required property"):
+    del cfg["datasets"]
+    with pytest.raises(ConfigError, match="'datasets' is a required property"):
         validate(cfg)
 
 

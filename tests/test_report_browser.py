@@ -31,7 +31,7 @@ GOLD = {"a": ["joy", "sadness"], "b": ["sadness"], "c": ["anger"], "d": ["joy", 
 
 CONFIG = {
     "experiment_name": "browser-test",
-    "datasets": {"toyemo": {"name": "toyemo"}},
+    "datasets": {"toyemo": {"name": "toyemo", "testsets": {"multilabel": {}}}},
     "models": {
         "toy-base": {"family": "toy", "instruct": False},
         "toy-instruct": {"family": "toy", "instruct": True},
@@ -40,8 +40,19 @@ CONFIG = {
         "half": {"name": "half", "multilabel_ratio": 0.5, "label_order": "alphabetical"},
         "all-reverse": {"name": "all-reverse", "multilabel_ratio": 1.0, "label_order": "reverse"},
     },
-    "testsets": {"multilabel": {}},
-    "analyses": {"attention_models": ["toy-instruct"], "prompt": "half"},
+    "methods": {
+        "max_over_generations": {"kind": "max_over_generations", "applies_to": ["multilabel"]},
+        "hard_predictions": {"kind": "hard_predictions"},
+    },
+    # which runs each table and figure reads (multilabel_llm.studies)
+    "studies": {
+        "mechanisms": {"prompts": ["half"], "testsets": ["multilabel"]},
+        "label_order": {},
+        "icl_ratio": {},
+        "probes": {"prompts": ["half"]},
+        "attention": {"models": ["toy-instruct"], "prompts": ["half"]},
+        "base_vs_instruct": {"prompts": ["half"]},
+    },
 }
 
 SNAKEFILE = f"""
@@ -49,7 +60,16 @@ import json
 config.update(json.load(open("config.json")))
 RESULTS = "results"
 DATASETS, MODELS = list(config["datasets"]), list(config["models"])
-PROMPTS, TESTSETS = list(config["prompts"]), list(config["testsets"])
+PROMPTS = list(config["prompts"])
+
+from multilabel_llm.studies import resolve_studies
+STUDIES = resolve_studies(config)
+
+def align_datasets():
+    return []
+
+def method_cfg(name):
+    return config["methods"][name]
 
 def dataset_cfg(name):
     return config["datasets"][name]

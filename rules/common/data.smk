@@ -24,5 +24,9 @@ def demo_shots_needed():
     for name in PROMPTS:
         cfg = prompt_cfg(name)
         shots.append(int(cfg.get("n_shots", 10)))
-        shots += [int(t["n_shots"]) for t in (cfg.get("templates") or {}).values() if "n_shots" in (t or {})]
+        shots += [
+            int(t["n_shots"])
+            for t in (cfg.get("templates") or {}).values()
+            if "n_shots" in (t or {})
+        ]
     return max(shots)

@@ -5,15 +5,24 @@
 
 from multilabel_llm.studies import FAMILY_FIGURES, probe_cells
 
-
 FIG_CATEGORY = "Mechanisms (§4, §D)"
 
 
 # figure -> plot kind (workflow/scripts/plot_figure.py), source, subcategory, short content.
 # source: an analysis CSV of analyze_traces, "probes" (probe scores) or "alignment" (tables)
 FIGURES = {
-    "fig1": ("fig1", "example_steps", "Per-step probabilities", "one example, step by step"),
-    "fig2": ("fig2", "step_stats", "Per-step probabilities", "top probabilities per step"),
+    "fig1": (
+        "fig1",
+        "example_steps",
+        "Per-step probabilities",
+        "one example, step by step",
+    ),
+    "fig2": (
+        "fig2",
+        "step_stats",
+        "Per-step probabilities",
+        "top probabilities per step",
+    ),
     "fig3": (
         "fig3",
         "step_stats",
@@ -32,9 +41,19 @@ FIGURES = {
         "Label order and ICL",
         "accuracy of 1st vs 2nd label",
     ),
-    "fig6": ("fig6", "multilabel_rate", "Label order and ICL", "multi-label outputs vs demos"),
+    "fig6": (
+        "fig6",
+        "multilabel_rate",
+        "Label order and ICL",
+        "multi-label outputs vs demos",
+    ),
     "fig7": ("fig7", "probes", "Linear probes", "probe micro-F1"),
-    "fig8": ("fig8", "alignment", "Binary breakdown", "binary: probabilities vs outcomes"),
+    "fig8": (
+        "fig8",
+        "alignment",
+        "Binary breakdown",
+        "binary: probabilities vs outcomes",
+    ),
     "fig9": (
         "fig9",
         "step_stats",

@@ -1,7 +1,7 @@
 # Helpers of rules/metrics.smk (input functions, params, target lists); included by
 # rules/common.smk so that rule files hold rules only (snakemake --lint).
 
-from multilabel_llm.studies import alignment_runs, artifact_owner
+from multilabel_llm.studies import alignment_runs, paper_tables
 
 
 def align_cfg(key, default=None):
@@ -44,29 +44,8 @@ def align_dataset_display(dataset):
     return dataset_cfg(dataset).get("display_name", dataset)
 
 
-def align_paper_tables():
-    """table2 / table5 -> {model, prompt, testset}: the model from `roles:` (a slot name or a
-    mapping), prompt and test set from the alignment study unless the role names them."""
-    roles = config.get("roles") or {}
-    tables = {}
-    for table in ("table2", "table5"):
-        study = artifact_owner(STUDIES, table)
-        role = roles.get(table)
-        if not role or study is None:
-            continue
-        spec = {"model": role} if isinstance(role, str) else dict(role)
-        spec.setdefault("prompt", study.prompts[0])
-        spec.setdefault("testset", study.testsets[0])
-        if spec.get("model") not in study.models:
-            raise WorkflowError(
-                f"config key 'roles.{table}': model {spec.get('model')!r} is not a model of "
-                f"study {study.name!r}; its models: {study.models}"
-            )
-        tables[table] = spec
-    return tables
-
-
-PAPER_ALIGNMENT_TABLES = align_paper_tables()
+# table2 / table5 -> {model, prompt, testset} (roles + the alignment study)
+PAPER_ALIGNMENT_TABLES = paper_tables(config, STUDIES)
 
 
 ALIGNMENT_TARGETS = expand(

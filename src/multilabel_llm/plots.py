@@ -594,9 +594,7 @@ def figure_example_steps(frame: pd.DataFrame, title: str = "", caption: str | No
     for j, step in enumerate(steps):
         ax = axes[0, j]
         cell = frame[frame["step"] == step].fillna({"prob": 0.0})
-        colors = [
-            sns.color_palette()[1] if step == "human" else sns.color_palette()[0]
-        ] * len(cell)
+        colors = [sns.color_palette()[1] if step == "human" else sns.color_palette()[0]] * len(cell)
         bars = ax.bar(cell["label"], 100 * cell["prob"], color=colors)
         for bar, generated in zip(bars, cell["generated"], strict=True):
             if generated:

@@ -186,10 +186,14 @@ def resolve_study(cfg: dict, name: str, spec: dict | None) -> Study:
     where = f"studies.{name}"
     unknown = sorted(set(spec) - set(STUDY_KEYS))
     if unknown:
-        raise StudyError(f"config key '{where}': unknown keys {unknown}; allowed keys: {list(STUDY_KEYS)}")
+        raise StudyError(
+            f"config key '{where}': unknown keys {unknown}; allowed keys: {list(STUDY_KEYS)}"
+        )
     kind = spec.get("kind") or name
     if kind not in KINDS:
-        raise StudyError(f"config key '{where}.kind': {kind!r} is not allowed; allowed values: {sorted(KINDS)}")
+        raise StudyError(
+            f"config key '{where}.kind': {kind!r} is not allowed; allowed values: {sorted(KINDS)}"
+        )
     info = KINDS[kind]
     artifacts = spec.get("artifacts") or list(info["artifacts"])
     for art in artifacts:
@@ -259,6 +263,15 @@ def _check_testsets(cfg: dict, study: Study) -> None:
     """Every (dataset, test set) a study asks for must be defined by that dataset's config."""
     from .testsets import DEFAULT_KIND
 
+    held_out = {
+        (cfg["methods"][m].get("params") or {}).get("calibration_testset") for m in study.methods
+    } - {None}
+    scored_held_out = sorted(held_out & set(study.testsets))
+    if scored_held_out:
+        raise StudyError(
+            f"config key 'studies.{study.name}.testsets': {scored_held_out} is the held-out set "
+            "a Platt method is fitted on; scoring on it would report the fit, not a test"
+        )
     for dataset in study.datasets:
         defined = cfg["datasets"][dataset].get("testsets") or {}
         for testset in study.testsets:
@@ -295,7 +308,31 @@ def resolve_studies(cfg: dict) -> dict[str, Study]:
                 )
             owners[art] = study.name
     # a study that can produce nothing (no models, datasets or prompts) is dropped
-    return {n: s for n, s in studies.items() if s.datasets and s.models and s.prompts}
+    studies = {n: s for n, s in studies.items() if s.datasets and s.models and s.prompts}
+    paper_tables(cfg, studies)  # roles must name cells of the study listing the table
+    for dataset in cfg["datasets"]:
+        _check_demo_pool(cfg, studies, dataset)
+    return studies
+
+
+def _check_demo_pool(cfg: dict, studies: dict[str, Study], dataset: str) -> None:
+    """A test set spanning the whole demo split leaves no demonstrations for any run."""
+    from .testsets import get_testset_cfg
+
+    data = cfg["datasets"][dataset]
+    demo_split = data.get("demo_split", "train")
+    for name in evaluated_testsets(cfg, studies, dataset):
+        try:
+            testset = get_testset_cfg(data, name)
+        except ValueError as err:
+            raise StudyError(f"config key 'datasets.{dataset}.testsets': {err}") from None
+        if testset["kind"] == "all" and demo_split in testset["splits"]:
+            raise StudyError(
+                f"config key 'datasets.{dataset}.testsets.{name}': takes every example of "
+                f"{demo_split!r}, the split demonstrations come from, so no demo would be left "
+                f"(the shared pool excludes every evaluated id); sample it (kind: main, size: N) "
+                f"or draw demos from another split (datasets.{dataset}.demo_split)"
+            )
 
 
 def artifact_owner(studies: dict[str, Study], artifact: str) -> Study | None:
@@ -397,3 +434,34 @@ def evaluated_testsets(cfg: dict, studies: dict[str, Study], dataset: str) -> li
         if study in probe_studies(studies) and dataset in study.datasets:
             names += probe_testsets(cfg)
     return list(dict.fromkeys(names))
+
+
+PAPER_TABLES = ("table2", "table5")
+
+
+def paper_tables(cfg: dict, studies: dict[str, Study]) -> dict[str, dict]:
+    """Tables 2/5 -> {model, prompt, testset}: the model from ``roles.<table>`` (a slot name or
+    a mapping), prompt and test set from the study listing the table unless the role names
+    them (the study's first prompt is its main prompt, not the alphabetically first)."""
+    roles = cfg.get("roles") or {}
+    tables = {}
+    for table in PAPER_TABLES:
+        study = artifact_owner(studies, table)
+        role = roles.get(table)
+        if not role or study is None:
+            continue
+        spec = {"model": role} if isinstance(role, str) else dict(role)
+        spec.setdefault("prompt", study.prompts[0])
+        spec.setdefault("testset", study.testsets[0])
+        for key, allowed in (
+            ("model", study.models),
+            ("prompt", study.prompts),
+            ("testset", study.testsets),
+        ):
+            if spec.get(key) not in allowed:
+                raise StudyError(
+                    f"config key 'roles.{table}': {key} {spec.get(key)!r} is not in study "
+                    f"{study.name!r} (its {key}s: {allowed})"
+                )
+        tables[table] = spec
+    return tables

@@ -17,7 +17,8 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s
 params = snakemake.params
 dataset = load_canonical(Path(snakemake.input.table).parent)
 evaluated = {
-    name: read_id_list(path) for name, path in zip(params.testsets, snakemake.input.ids, strict=True)
+    name: read_id_list(path)
+    for name, path in zip(params.testsets, snakemake.input.ids, strict=True)
 }
 pool = select_demo_pool(dataset, params.demo_split, evaluated, int(params.need))
 write_id_list(snakemake.output[0], pool)
