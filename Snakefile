@@ -32,10 +32,12 @@ include: "rules/figures.smk"
 include: "rules/report.smk"
 
 
-# Small jobs (tables, figures, id lists) stay on the submitting host under a cluster executor.
+# Small jobs (tables, id lists) stay on the submitting host under a cluster executor; the
+# figure rules say so themselves (`localrule: True`, rules/figures.smk).
 localrules:
     all,
     build_testsets,
+    demo_pool,
     dataset_stats,
     score_alignment,
     alignment_paper_tables,

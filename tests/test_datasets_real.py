@@ -219,7 +219,7 @@ def test_hatexplain_ties_first_label_order_drop(tmp_path, caplog):
 
 def test_hatexplain_demo_excerpt():
     ds = prepare(config("hatexplain_demo"), ROOT)
-    assert ds.examples["split"].value_counts().to_dict() == {"train": 150, "test": 60, "dev": 40}
+    assert ds.examples["split"].value_counts().to_dict() == {"train": 150, "test": 253, "dev": 40}
     assert (ds.examples["n_annotators"] == 3).all()
     sums = ds.human_distribution().sum(axis=1)
     assert sums.round(9).eq(1.0).all()  # single-label: every annotator picks exactly one label

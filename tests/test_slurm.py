@@ -302,5 +302,5 @@ def test_parse_jobcomp(tmp_path):
 
 def test_snakefile_localrules_are_read_from_the_workflow():
     local = snakefile_localrules()
-    assert {"all", "render_table", "score_alignment", "fig2_top_probabilities"} <= local
+    assert {"all", "render_table", "score_alignment", "demo_pool"} <= local
     assert not local & {"extract_traces", "score_unary", "estimate", "train_sft"}

@@ -112,11 +112,13 @@ def test_user_supplied_id_list(tmp_path):
     assert build_testset(ds, "mine", cfg) == ["multi-agreement-3", "none-agreement-0"]
     path.write_text("multi-agreement-3\nnot-an-id\n")
     with pytest.raises(
-        ValueError, match=r"mine\.txt: 1 ids are not in dataset toy, e\.g\. \['not-an-id'\]"
+        ValueError, match=r"mine\.txt:2: id 'not-an-id' is not in dataset toy; 1 of 2 listed"
     ):
         build_testset(ds, "mine", cfg)
-    path.write_text("multi-agreement-3\nmulti-agreement-3\n")
-    with pytest.raises(ValueError, match="duplicate ids"):
+    path.write_text("multi-agreement-3\n# again\nmulti-agreement-3\n")
+    with pytest.raises(
+        ValueError, match=r"mine\.txt:3: duplicate id 'multi-agreement-3' \(first at line 1\)"
+    ):
         build_testset(ds, "mine", cfg)
 
 
@@ -131,6 +133,14 @@ def test_testset_cfg_defaults_and_unknown_name():
     assert get_testset_cfg(dataset_cfg, "multilabel")["kind"] == "multilabel"
     with pytest.raises(ValueError, match="defines no test set 'other'"):
         get_testset_cfg(dataset_cfg, "other")
+    # an id list is taken whole unless it sets a size
+    listed = {"testsets": {"paper": {"ids_file": "ids.txt"}}, "test_splits": ["dev"]}
+    assert get_testset_cfg(listed, "paper", "/r") == {
+        "ids_file": str(Path("/r/ids.txt")), "seed": 0, "splits": ["dev"], "kind": "ids_file"
+    }  # fmt: skip
+    # a single-label dataset has no multi-label-only set, defined or not
+    with pytest.raises(ValueError, match="single-label"):
+        get_testset_cfg({"name": "s", "multilabel": False, "testsets": {}}, "multilabel")
 
 
 def test_goemotions_demo_testsets():
@@ -144,3 +154,13 @@ def test_goemotions_demo_testsets():
     multi = build_testset(ds, "multilabel", get_testset_cfg(dataset_cfg, "multilabel"))
     # size 20 asks for more than the excerpt has: every multi-label dev example (9) is taken
     assert len(multi) == 9
+
+
+def test_sample_kind_is_a_seeded_uniform_subset_of_its_splits():
+    ds = cell_examples()
+    cfg = {"kind": "sample", "size": 5, "seed": 3, "splits": ["test"]}
+    first = build_testset(ds, "probe_train", cfg)
+    assert first == build_testset(ds, "probe_train", cfg)
+    assert len(first) == 5
+    assert set(first) <= set(ds.split("test")["id"])
+    assert first != build_testset(ds, "probe_train", {**cfg, "seed": 4})

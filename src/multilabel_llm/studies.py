@@ -330,7 +330,7 @@ def _check_demo_pool(cfg: dict, studies: dict[str, Study], dataset: str) -> None
             raise StudyError(
                 f"config key 'datasets.{dataset}.testsets.{name}': takes every example of "
                 f"{demo_split!r}, the split demonstrations come from, so no demo would be left "
-                f"(the shared pool excludes every evaluated id); sample it (kind: main, size: N) "
+                f"(the shared pool excludes every evaluated id); sample it (kind: sample, size: N) "
                 f"or draw demos from another split (datasets.{dataset}.demo_split)"
             )
 

@@ -6,9 +6,17 @@ Kinds (``kind:`` in a test-set config; the name decides when ``kind`` is absent)
               A dimension that does not vary is left out: single-label datasets have no
               label-count cells, datasets without annotators no agreement cells.
   multilabel  only examples with two or more aggregate labels.
-  ids_file    a user-supplied id list (one id per line, ``#`` comments), checked against the data.
+  ids_file    a user-supplied id list (one id per line, ``#`` comments), e.g. the paper's own
+              test sets in data/paper-test-ids/. Every listed id must be in the dataset (an
+              unknown one is an error naming the file and line) and is kept as spelled; ids
+              outside ``splits`` are logged. Without ``size`` the set is the whole list in file
+              order; with ``size`` (+ ``seed``) a seeded subsample of it (the sampling below, one
+              cell), still in file order, so a smaller size gives a subset of a larger one.
   all         every example of the chosen splits.
-Candidates come from ``splits`` (default: the dataset's ``test_splits``).
+  sample      ``size`` examples drawn uniformly at random (seeded) from the chosen splits,
+              e.g. probe training data that leaves the rest of train for demonstrations.
+Candidates come from ``splits`` (default: the dataset's ``test_splits``). A single-label dataset
+has no ``multilabel``-kind set: asking for one is an error.
 
 Agreement: an example shows disagreement when its annotators' label sets are not all equal
 (equivalently, some label's human distribution lies strictly between 0 and 1). An example with
@@ -27,11 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from .datasets.canonical import SPLITS, CanonicalDataset
-from .io import read_id_list
 
 log = logging.getLogger("multilabel_llm.testsets")
 
-KINDS = ("main", "multilabel", "ids_file", "all")
+KINDS = ("main", "multilabel", "ids_file", "all", "sample")
 DEFAULT_KIND = {"main_test_set": "main", "multilabel": "multilabel", "big_multilabel": "multilabel"}
 LABEL_CLASSES = ("none", "single", "multi")
 
@@ -44,9 +51,20 @@ def get_testset_cfg(dataset_cfg: dict, name: str, root: str | os.PathLike = ".")
             f"dataset {dataset_cfg.get('name')!r} defines no test set {name!r} "
             f"(testsets: {sorted(defined)}); add it under `testsets:` in its config"
         )
-    cfg = {"size": 200, "seed": 0, "splits": list(dataset_cfg.get("test_splits") or ["test"])}
-    cfg.update(dict(defined.get(name) or {}))
-    cfg.setdefault("kind", "ids_file" if cfg.get("ids_file") else DEFAULT_KIND.get(name, "main"))
+    own = dict(defined.get(name) or {})
+    kind = own.get("kind") or (
+        "ids_file" if own.get("ids_file") else DEFAULT_KIND.get(name, "main")
+    )
+    if kind == "multilabel" and dataset_cfg.get("multilabel") is False:
+        raise ValueError(
+            f"dataset {dataset_cfg.get('name')!r} is single-label: it has no multi-label-only "
+            f"test set {name!r}; leave it out of the experiment's testsets for this dataset"
+        )
+    cfg = {"seed": 0, "splits": list(dataset_cfg.get("test_splits") or ["test"])}
+    if kind != "ids_file":
+        cfg["size"] = 200  # an id list is taken whole unless it sets a size
+    cfg.update(own)
+    cfg["kind"] = kind
     if cfg.get("ids_file"):
         cfg["ids_file"] = str(
             Path(cfg["ids_file"])
@@ -134,7 +152,9 @@ def build_testset(ds: CanonicalDataset, name: str, cfg: dict) -> list[str]:
     if kind not in KINDS:
         raise ValueError(f"test set {name!r}: kind must be one of {list(KINDS)}, got {kind!r}")
     if kind == "ids_file":
-        return _from_file(ds, cfg["ids_file"])
+        if not cfg.get("ids_file"):
+            raise ValueError(f"test set {name!r}: kind ids_file needs `ids_file: <path>`")
+        return _from_file(ds, name, cfg)
     size = int(cfg.get("size", 200))
     seed = int(cfg.get("seed", 0))
     if size < 1:
@@ -142,7 +162,11 @@ def build_testset(ds: CanonicalDataset, name: str, cfg: dict) -> list[str]:
     frame = _candidates(ds, cfg.get("splits") or ["test"])
     if kind == "all":
         return frame["id"].astype(str).tolist()
-    if kind == "multilabel":
+    if kind == "sample":
+        ids = frame["id"].astype(str).tolist()
+        chosen = _round_robin([ids], size, seed)
+        groups_info = {"all": len(ids)}
+    elif kind == "multilabel":
         if not ds.multilabel:
             raise ValueError(
                 f"test set {name!r}: {ds.name} is single-label; a multi-label-only set is empty"
@@ -185,27 +209,56 @@ def build_testset(ds: CanonicalDataset, name: str, cfg: dict) -> list[str]:
     return [i for i in ds.examples["id"].astype(str) if i in chosen_set]
 
 
-def _from_file(ds: CanonicalDataset, path) -> list[str]:
-    path = Path(path)
+def _read_numbered_ids(path: Path) -> list[tuple[int, str]]:
+    """(line number, id) per id line; blank lines and ``#`` comments skipped (as io.read_id_list)."""
+    with open(path, encoding="utf-8") as handle:
+        rows = [(n, line.strip()) for n, line in enumerate(handle, start=1)]
+    return [(n, i) for n, i in rows if i and not i.startswith("#")]
+
+
+def _from_file(ds: CanonicalDataset, name: str, cfg: dict) -> list[str]:
+    path = Path(cfg["ids_file"])
     if not path.is_file():
-        raise FileNotFoundError(f"test set id list {path} does not exist")
-    ids = read_id_list(path)
-    if not ids:
+        raise FileNotFoundError(f"test set {name!r}: id list {path} does not exist")
+    rows = _read_numbered_ids(path)
+    if not rows:
         raise ValueError(f"{path}: the id list is empty")
-    seen, dup = set(), []
-    for i in ids:
-        if i in seen:
-            dup.append(i)
-        seen.add(i)
-    if dup:
-        raise ValueError(f"{path}: duplicate ids {dup[:5]}")
-    known = set(ds.examples["id"].astype(str))
-    missing = [i for i in ids if i not in known]
+    first_line: dict[str, int] = {}
+    for lineno, i in rows:
+        if i in first_line:
+            raise ValueError(f"{path}:{lineno}: duplicate id {i!r} (first at line {first_line[i]})")
+        first_line[i] = lineno
+    split_of = dict(zip(ds.examples["id"].astype(str), ds.examples["split"], strict=True))
+    missing = [(n, i) for n, i in rows if i not in split_of]
     if missing:
+        lineno, first = missing[0]
+        more = ", ".join(f"line {n} {i!r}" for n, i in missing[1:4])
         raise ValueError(
-            f"{path}: {len(missing)} ids are not in dataset {ds.name}, e.g. {missing[:5]}"
+            f"{path}:{lineno}: id {first!r} is not in dataset {ds.name}; "
+            f"{len(missing)} of {len(rows)} listed ids are missing"
+            + (f" (also {more}{', ...' if len(missing) > 4 else ''})" if more else "")
+            + ". Is the list for this dataset, and are all of its files configured?"
         )
-    return ids
+    ids = [i for _, i in rows]
+    splits = list(cfg.get("splits") or [])
+    outside = [i for i in ids if splits and split_of[i] not in splits]
+    if outside:
+        log.warning(
+            "%s/%s: %d of %d ids of %s are outside splits %s (e.g. %s)",
+            ds.name, name, len(outside), len(ids), path, splits, outside[:3],
+        )  # fmt: skip
+    if cfg.get("size") is None:
+        return ids
+    size = int(cfg["size"])
+    if size < 1:
+        raise ValueError(f"test set {name!r}: size must be >= 1, got {size}")
+    if size > len(ids):
+        log.warning(
+            "%s/%s: size %d is larger than the %d ids of %s; the whole list is used",
+            ds.name, name, size, len(ids), path,
+        )  # fmt: skip
+    chosen = set(_round_robin([ids], size, int(cfg.get("seed", 0))))
+    return [i for i in ids if i in chosen]
 
 
 def describe(ds: CanonicalDataset, ids) -> dict:
