@@ -30,6 +30,7 @@ include: "rules/demux.smk"
 include: "rules/analyses.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
+include: "rules/paper_comparison.smk"
 
 
 # Small jobs (tables, id lists) stay on the submitting host under a cluster executor; the
@@ -50,6 +51,7 @@ localrules:
     table7_label_order,
     render_table,
     report_inputs,
+    compare_to_paper,
 
 
 rule all:

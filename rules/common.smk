@@ -110,6 +110,7 @@ def final_outputs():
         *ALIGNMENT_TARGETS,
         *PAPER_TABLE_TARGETS,
         *REPORT_TARGETS,
+        *PAPER_COMPARISON_TARGETS,
     ]
 
 
@@ -120,5 +121,6 @@ include: "common/estimators.smk"
 include: "common/metrics.smk"
 include: "common/probes.smk"
 include: "common/analyses.smk"
+include: "common/paper_comparison.smk"
 include: "common/figures.smk"
 include: "common/report.smk"

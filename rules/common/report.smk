@@ -108,6 +108,9 @@ def report_table_names():
     return names
 
 
-REPORT_TARGETS = [f"{RESULTS}/figures/{name}.png" for name in figure_names()] + [
-    f"{RESULTS}/report/tables/{name}.html" for name in report_table_names()
-]
+REPORT_TARGETS = (
+    [f"{RESULTS}/figures/{name}.png" for name in figure_names()]
+    + [f"{RESULTS}/report/tables/{name}.html" for name in report_table_names()]
+    # the side-by-side page (rules/paper_comparison.smk), when the workflow includes it
+    + ([PAPER_COMPARISON_REPORT] if "PAPER_COMPARISON_REPORT" in globals() else [])
+)

@@ -1,0 +1,32 @@
+# Side by side with the paper: every cell of the paper's Tables 1, 2, 4, 5, 6, 7 beside this
+# run's value, its bootstrap interval and whether the paper's value lies in it ("not run" where
+# the run did not produce the cell). Library: src/multilabel_llm/paper_reference.py; the
+# paper's numbers: data/paper_reference/. Needs rules/data.smk, rules/metrics.smk and
+# rules/analyses.smk first.
+# Helper functions and target lists: rules/common/paper_comparison.smk.
+
+
+rule compare_to_paper:
+    input:
+        **paper_comparison_inputs(),
+        reference=PAPER_REFERENCE_FILES,
+    output:
+        csv=f"{RESULTS}/tables/paper_comparison.csv",
+        md=f"{RESULTS}/tables/paper_comparison.md",
+        html=report(
+            f"{RESULTS}/tables/paper_comparison.html",
+            category="Tables",
+            subcategory="Side by side with the paper",
+            labels={"table": "Ours vs the paper's reported numbers"},
+        ),
+    log:
+        "logs/compare_to_paper/compare_to_paper.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        tables=list(paper_comparison_inputs()),
+        datasets=paper_comparison_datasets(),
+        models=paper_comparison_models(),
+        roles=PAPER_ALIGNMENT_TABLES,
+    script:
+        "../workflow/scripts/compare_to_paper.py"
