@@ -33,8 +33,7 @@ include: "rules/report.smk"
 include: "rules/paper_comparison.smk"
 
 
-# Small jobs (tables, id lists) stay on the submitting host under a cluster executor; the
-# figure rules say so themselves (`localrule: True`, rules/figures.smk).
+# Small jobs (tables, figures, id lists) stay on the submitting host under a cluster executor.
 localrules:
     all,
     build_testsets,
@@ -52,6 +51,23 @@ localrules:
     render_table,
     report_inputs,
     compare_to_paper,
+    # one rule per entry of FIGURES (rules/common/figures.smk)
+    figure_fig1,
+    figure_fig2,
+    figure_fig3,
+    figure_fig4,
+    figure_fig5,
+    figure_fig6,
+    figure_fig7,
+    figure_fig8,
+    figure_fig9,
+    figure_fig10,
+    figure_fig11,
+    figure_fig12,
+    figure_fig13,
+    figure_fig14,
+    figure_fig15,
+    figure_fig16,
 
 
 rule all:
