@@ -6,7 +6,7 @@ CORES ?= 2
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench dryrun report clean
+.PHONY: demo test lint bench dryrun plan report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ bench: $(STAMP)
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n --profile profiles/slurm --config experiment=paper
+
+# Cost plan before submitting: jobs, prompts, tokens, estimated GPU-hours per rule and partition.
+EXPERIMENT ?= paper
+plan: $(STAMP)
+	mkdir -p results/plan
+	$(BIN)/python -m multilabel_llm.cluster_plan --experiment $(EXPERIMENT) \
+		--tsv results/plan/cost.tsv --json results/plan/cost.json > results/plan/jobs.tsv
 
 clean:
 	rm -rf results logs .snakemake
