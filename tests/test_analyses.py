@@ -228,3 +228,29 @@ def test_base_vs_instruct_averages_over_datasets():
     out = an.base_vs_instruct(alignment, models).set_index(["variant", "metric"])["value"]
     assert out[("base", "nll")] == pytest.approx(3.0)
     assert out[("instruct", "example_f1")] == pytest.approx(0.6)
+
+
+def test_fig1_example_steps_picks_the_output_with_most_distinct_labels(toy):
+    meta, traces = toy
+    human = {"a": {"joy": 1.0, "sadness": 0.5}}
+    frame = an.example_steps(traces, meta.labels, human)
+    # a and d both have three label steps; a is chosen on the id tie-break
+    chosen = frame["id"].unique().tolist()
+    assert chosen == ["a"]
+    steps = frame[frame["step"] != "human"]
+    assert steps["step"].unique().tolist() == ["label 1", "label 2", "label 3"]
+    # each step's distribution sums to one and marks exactly the generated label
+    for _, cell in steps.groupby("step"):
+        assert cell["prob"].sum() == pytest.approx(1.0)
+        assert cell["generated"].sum() == 1
+    first = steps[steps["step"] == "label 1"].set_index("label")
+    assert first.loc["joy", "prob"] == pytest.approx(0.7) and first.loc["joy", "generated"]
+    human_rows = frame[frame["step"] == "human"].set_index("label")["prob"]
+    assert human_rows["joy"] == 1.0 and human_rows["sadness"] == 0.5
+    assert an.example_steps([], meta.labels, {}).empty
+
+
+def test_select_rows_keeps_only_the_studys_cells():
+    frame = pd.DataFrame({"model": ["a", "b", "a"], "prompt": ["p", "p", "q"], "x": [1, 2, 3]})
+    out = an.select_rows(frame, model=["a"], prompt=["p"], testset=["t"])
+    assert out["x"].tolist() == [1]  # a filter on a column the table lacks is ignored

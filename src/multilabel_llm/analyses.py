@@ -539,8 +539,8 @@ def example_steps(
 ) -> pd.DataFrame:
     """Fig 1: one example's label distribution at every label step, next to the human one.
 
-    The example is the parsed output with the most label steps (ties: the smallest id), so
-    the figure shows the step-by-step drift the paper opens with. Columns ``id, text_out,
+    The example is the parsed output with the most distinct labels (then the most label steps,
+    then the smallest id), so the figure shows the step-by-step drift the paper opens with. Columns ``id, text_out,
     step`` ("label 1", "label 2", …, "human"), ``label``, ``prob`` and ``generated`` (the
     label the model generated at that step). Empty when no output has a label step.
     """
@@ -548,7 +548,10 @@ def example_steps(
     usable = [t for t in _usable(traces, True) if t.label_steps]
     if not usable:
         return pd.DataFrame(columns=columns)
-    trace = min(usable, key=lambda t: (-len(t.label_steps), t.id))
+    trace = min(
+        usable,
+        key=lambda t: (-len({s.label for s in t.label_steps}), -len(t.label_steps), t.id),
+    )
     score_labels = [*labels, NONE_LABEL]
     rows = []
     dists = label_step_distributions(trace, len(score_labels))
