@@ -8,6 +8,7 @@
 
 rule train_sft:
     input:
+        unpack(lambda wc: model_files(wc.model)),
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
     output:
@@ -28,6 +29,7 @@ rule train_sft:
     params:
         model=lambda wc: model_params(wc.model),
         prompt=prompt_cfg(PROMPTS[0]),
+        loader=lambda wc: dataset_cfg(wc.dataset).get("loader"),
         sft={k: v for k, v in training_cfg()["sft"].items() if k != "resources"},
         checkpoints=lambda wc: f"{RESULTS}/sft/{wc.dataset}/{wc.model}/checkpoints",
     script:

@@ -172,3 +172,23 @@ def test_unknown_scheduler_is_rejected(tokenizer, tmp_path):
             _fresh(tokenizer), tokenizer, toy_dataset(), TOY_PROMPT_CFG,
             {**CFG, "lr_scheduler": "cosine"}, tmp_path / "a", tmp_path / "c", progress=False,
         )  # fmt: skip
+
+
+def test_sft_trains_on_the_template_inference_uses():
+    """A renamed dataset (hatexplain_demo) resolves its template by loader, as inference does."""
+    import dataclasses
+
+    from multilabel_llm.prompts import pick_template, resolve_prompt
+
+    ds = dataclasses.replace(toy_dataset(), name="toyemo_demo")
+    cfg = {
+        **TOY_PROMPT_CFG,
+        "templates": {
+            **TOY_PROMPT_CFG["templates"],
+            "toyloader": {"instruction": "LOADER {labels}\n", "example": "Q: {text}\nA: {label}\n"},
+        },
+    }
+    inference = resolve_prompt(cfg, ds.name, pick_template(cfg, "toyloader", ds.name))
+    builder = zero_shot_builder(cfg, ds, loader="toyloader")
+    assert builder.spec.instruction == inference.instruction == "LOADER {labels}\n"
+    assert builder.prompt("hi").startswith("LOADER")

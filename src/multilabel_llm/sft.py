@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .datasets.canonical import CanonicalDataset
 from .io import atomic_dir, write_csv
-from .prompts import PromptBuilder, order_labels, resolve_prompt
+from .prompts import PromptBuilder, order_labels, pick_template, resolve_prompt
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,15 @@ class SFTExample:
     labels: list[int]  # IGNORE on prompt tokens
 
 
-def zero_shot_builder(prompt_cfg: dict, dataset: CanonicalDataset) -> PromptBuilder:
-    """The run's prompt with no demonstrations (same instruction, template, label format)."""
-    spec = resolve_prompt(prompt_cfg, dataset.name)
+def zero_shot_builder(
+    prompt_cfg: dict, dataset: CanonicalDataset, loader: str | None = None
+) -> PromptBuilder:
+    """The run's prompt with no demonstrations (same instruction, template, label format).
+
+    The template is chosen as inference chooses it (``pick_template``: the dataset's loader,
+    then its name), so a renamed dataset (``hatexplain_demo``) trains on the prompt it is
+    later queried with."""
+    spec = resolve_prompt(prompt_cfg, dataset.name, pick_template(prompt_cfg, loader, dataset.name))
     labels = order_labels(dataset.labels, spec.label_order, spec.seed)
     return PromptBuilder(spec, labels, demos=[])
 
@@ -270,6 +276,7 @@ def train_sft(
     qlora: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    loader: str | None = None,
 ) -> pd.DataFrame:
     """Fine-tune ``model`` with LoRA; write the best adapter to ``adapter_dir``.
 
@@ -288,7 +295,7 @@ def train_sft(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     pad_id = int(tokenizer.pad_token_id)
-    builder = zero_shot_builder(prompt_cfg, dataset)
+    builder = zero_shot_builder(prompt_cfg, dataset, loader)
     max_len, eos = int(cfg["max_seq_length"]), bool(cfg.get("append_eos", True))
     train = build_examples(
         dataset, "train", builder, tokenizer, max_len, eos, cfg.get("max_train_examples"), seed

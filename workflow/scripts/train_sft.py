@@ -29,5 +29,6 @@ frame = train_sft(
     checkpoint_dir=snakemake.params.checkpoints,
     log_csv=snakemake.output.log_csv,
     qlora=qlora,
+    loader=snakemake.params.loader,
 )
 logging.info("SFT done: %d optimizer steps, adapter in %s", len(frame), snakemake.output.adapter)
