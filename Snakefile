@@ -20,6 +20,7 @@ wildcard_constraints:
     method="[^/]+",
 
 
+include: "rules/standins.smk"
 include: "rules/data.smk"
 include: "rules/inference.smk"
 include: "rules/estimators.smk"

@@ -116,6 +116,7 @@ def final_outputs():
 
 # Per-stage helpers, in the order the Snakefile includes the stages.
 include: "common/data.smk"
+include: "common/standins.smk"
 include: "common/inference.smk"
 include: "common/estimators.smk"
 include: "common/metrics.smk"

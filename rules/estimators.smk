@@ -27,6 +27,7 @@ rule estimate:
 
 rule marginalize:
     input:
+        unpack(lambda wc: model_files(wc.model)),
         examples=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
         ids=f"{RESULTS}/data/{{dataset}}/testsets/{{testset}}.txt",

@@ -118,6 +118,25 @@ def test_pred_2plus_masks_only_the_first_label():
     assert by.loc["Pred 2+", "micro_f1"] == pytest.approx(micro_f1(Y[rows], hard, mask))
 
 
+def test_pred_probe_without_parsed_outputs_is_reported_untrained_not_zero():
+    X, Y = synthetic(60)
+    data = ProbeData(
+        ids=[str(i) for i in range(60)],
+        X=X,
+        gold=Y,
+        pred=np.zeros_like(Y),
+        parsed=np.zeros(60, dtype=bool),  # the model never answered in the format
+        first=np.full(60, -1),
+    )
+    scores, probes = probe_scores(data, data, LABELS, True, CFG)
+    by = scores.set_index("variant")
+    assert list(scores["variant"]) == ["Gold", "Pred", "Pred 2+", "Perf"]
+    assert np.isnan(by.loc["Pred", "micro_f1"]) and np.isnan(by.loc["Pred 2+", "micro_f1"])
+    assert by.loc["Pred", "note"].startswith("untrained: 0 of 60 outputs parsed")
+    assert by.loc["Gold", "note"] == "" and by.loc["Gold", "micro_f1"] > 0.5
+    assert "pred" not in probes and "gold" in probes
+
+
 def _dataset(ids, gold):
     rows = []
     for ex_id, labs in zip(ids, gold, strict=True):

@@ -14,7 +14,7 @@ def inf_data(wildcards):
     adapter = model_cfg(wildcards.model).get("adapter")
     if adapter:
         inputs["adapter"] = adapter.format(**wildcards)
-    return inputs
+    return inputs | model_files(wildcards.model)
 
 
 HIDDEN_PROMPTS = [p for p in PROMPTS if prompt_cfg(p).get("hidden_states")]

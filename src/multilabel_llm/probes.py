@@ -297,10 +297,12 @@ def probe_scores(
 ) -> tuple[pd.DataFrame, dict]:
     """Train Gold and Pred probes on ``train`` and score the four Fig. 7 variants.
 
-    Returns ``(scores, probes)``: ``scores`` has columns variant, micro_f1, n, n_train, with
-    ``n`` the number of evaluated examples; ``probes`` maps "gold"/"pred" to ProbeSets.
+    Returns ``(scores, probes)``: ``scores`` has columns variant, micro_f1, n, n_train, note,
+    with ``n`` the number of evaluated examples; ``probes`` maps "gold"/"pred" to ProbeSets.
     Pred probes use only examples whose output parsed. Single-label datasets have no
     *Pred 2+* row (one label per output) and skip examples without exactly one label.
+    When fewer than two of the model's outputs parse, no Pred probe can be trained: its rows
+    say so in ``note`` with an empty micro-F1 instead of a number that looks like a result.
     """
     seed = int(cfg.get("seed", 0))
     rows, probes = [], {}
@@ -314,6 +316,14 @@ def probe_scores(
     for variant, attr, need_parse in (("Gold", "gold", False), ("Pred", "pred", True)):
         Y_tr, Y_ev = getattr(train, attr), getattr(evaluation, attr)
         tr, ev = usable(train, Y_tr, need_parse), usable(evaluation, Y_ev, need_parse)
+        if tr.sum() < 2 and variant == "Pred":
+            note = f"untrained: {int(tr.sum())} of {len(train.ids)} outputs parsed"
+            log.warning("Pred probes %s", note)
+            for name in ("Pred", "Pred 2+") if multilabel else ("Pred",):
+                rows.append(
+                    {"variant": name, "micro_f1": np.nan, "n": 0, "n_train": 0, "note": note}
+                )
+            continue
         if tr.sum() < 2:
             raise ValueError(
                 f"{variant} probes: only {int(tr.sum())} usable training examples "
@@ -343,7 +353,8 @@ def probe_scores(
             "n_train": 0,
         }
     )
-    return pd.DataFrame(rows, columns=["variant", "micro_f1", "n", "n_train"]), probes
+    columns = ["variant", "micro_f1", "n", "n_train", "note"]
+    return pd.DataFrame(rows, columns=columns).fillna({"note": ""}), probes
 
 
 def _pred_2plus(evaluation: ProbeData, probes: ProbeSet, n_train: int) -> dict:

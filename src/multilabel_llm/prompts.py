@@ -340,3 +340,27 @@ class PromptBuilder:
         stripped = head[len(head.rstrip()) :] if self.spec.strip else ""
         tail = self.spec.example.split("{label}", 1)[1]
         return stripped + self.format(labels) + tail
+
+
+# What shapes a prompt's text (engine/standins.py learns these formats); label order, ICL
+# ratio, seeds and hidden states do not.
+FORMAT_KEYS = ("n_shots", "label_format", "strip")
+TEMPLATE_FORMAT_KEYS = ("instruction", "example", "label_format", "n_shots")
+
+
+def prompt_formats(prompt_cfgs) -> list[dict]:
+    """The distinct prompt formats among ``prompt_cfgs``: only the keys that shape the text.
+
+    Pass an experiment's prompt configs through this, so that a stand-in's spec (and so its
+    rebuilds) changes only when a format does, not with label order or hidden states.
+    """
+    formats = []
+    for cfg in prompt_cfgs:
+        slim = {k: cfg[k] for k in FORMAT_KEYS if k in cfg}
+        slim["templates"] = {
+            name: {k: v for k, v in (entry or {}).items() if k in TEMPLATE_FORMAT_KEYS}
+            for name, entry in (cfg.get("templates") or {}).items()
+        }
+        if slim not in formats:
+            formats.append(slim)
+    return formats

