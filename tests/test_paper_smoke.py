@@ -9,9 +9,6 @@ each model and dataset the paper has.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,28 +17,15 @@ import pytest
 from multilabel_llm.config import load_config
 from multilabel_llm.studies import resolve_studies
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+from ._dag import run_snakemake, scratch_workdir
+
 EXPERIMENT = "paper_smoke"
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(work: Path, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "MPLBACKEND": "Agg",
-        "MULTILABEL_LLM_CACHE": str(ROOT / "resources" / "models"),
-    }
-    return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(work), *args],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+def snakemake(work: Path, *args: str, timeout: int = 2400):
+    return run_snakemake(work, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +36,8 @@ def smoke():
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("paper_smoke")
     # dataset configs name repo-relative files
-    (work / "data").symlink_to(ROOT / "data")
-    (work / "tests").symlink_to(ROOT / "tests")
+    work = scratch_workdir(tmp_path_factory.mktemp("paper_smoke"), "data", "tests")
     proc = snakemake(work, "--cores", "2", "--config", f"experiment={EXPERIMENT}")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     return work

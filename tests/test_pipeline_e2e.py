@@ -7,9 +7,6 @@ nothing to do, and that the HTML report opens in headless Chromium with every fi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,31 +17,16 @@ from multilabel_llm.config import load_config
 from multilabel_llm.traces import read_traces
 
 from ._browser import headless_chromium, open_every_entry
+from ._dag import ROOT, run_snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 EXPERIMENT = "tiny"
 RUN = "results/traces/goemotions/smollm2/json10/main_test_set/traces.jsonl.gz"
 
 pytestmark = pytest.mark.slow
 
 
-def snakemake(work: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "MPLBACKEND": "Agg",
-        # the converted bundled model is shared with the repo checkout (converted once)
-        "MULTILABEL_LLM_CACHE": str(ROOT / "resources" / "models"),
-    }
-    return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(work), *args],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+def snakemake(work: Path, *args: str, timeout: int = 1800):
+    return run_snakemake(work, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
