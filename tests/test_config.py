@@ -78,3 +78,17 @@ def test_every_experiment_file_composes(tmp_path: Path):
     for path in sorted((Path(__file__).parents[1] / "config" / "experiment").glob("*.yaml")):
         cfg = load_config({"experiment": path.stem})
         assert cfg["experiment_name"] == path.stem
+
+
+def test_yaml_mistake_in_a_config_file_names_the_file(tmp_path):
+    import shutil
+
+    from multilabel_llm.config import CONFIG_DIR
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    (config_dir / "experiment" / "broken.yaml").write_text(
+        "# @package _global_\ndatasets:\n  a: {x: 1}\n  a: {x: 2}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"broken\.yaml.*line 4|duplicate key"):
+        compose("broken", config_dir=config_dir)

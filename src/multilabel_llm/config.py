@@ -95,7 +95,8 @@ def compose(experiment: str, overrides: list[str] | None = None, config_dir: Pat
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = hydra_compose("config", overrides=[f"experiment={experiment}", *overrides])
         return OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
+        # a YAML mistake in a config file names its file and line (yaml's own message)
         raise ConfigError(f"composing experiment {experiment!r} with {overrides}: {err}") from None
 
 
