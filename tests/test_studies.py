@@ -185,3 +185,13 @@ def test_alignment_cells_are_deduplicated_across_studies(paper):
     assert len(keys) == len(set(keys))
     # Fig 12's Llama-2 runs and Table 2's Llama-3 runs feed the same alignment table
     assert {"llama2-70b", "llama3-70b-instruct"} <= {r["model"] for r in runs}
+
+
+def test_boxes_is_prompted_about_objects_not_emotions(paper):
+    from multilabel_llm.prompts import pick_template
+
+    cfg, _ = paper
+    for slot in ("main", "icl40", "reverse"):
+        prompt = cfg["prompts"][slot]
+        spec = resolve_prompt(prompt, "boxes", pick_template(prompt, "boxes", "boxes"))
+        assert "objects" in spec.instruction and "emotion" not in spec.instruction, slot
