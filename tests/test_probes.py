@@ -187,3 +187,21 @@ def test_bad_hidden_file_names_the_problem(tmp_path):
     write_traces(tmp_path / "t.jsonl.gz", TraceMeta(labels=LABELS), [])
     with pytest.raises(ValueError, match="hidden.npz.*shape"):
         load_probe_data(tmp_path / "hidden.npz", tmp_path / "t.jsonl.gz", ds)
+
+
+def test_pred_probe_with_no_parsed_evaluation_outputs_is_not_scored():
+    X, Y = synthetic(60)
+    train = ProbeData(
+        ids=[str(i) for i in range(60)], X=X, gold=Y, pred=Y.copy(),
+        parsed=np.ones(60, dtype=bool), first=np.zeros(60, dtype=int),
+    )  # fmt: skip
+    evaluation = ProbeData(
+        ids=[str(i) for i in range(60)], X=X, gold=Y, pred=np.zeros_like(Y),
+        parsed=np.zeros(60, dtype=bool), first=np.full(60, -1),
+    )  # fmt: skip
+    scores, probes = probe_scores(train, evaluation, LABELS, True, CFG)
+    by = scores.set_index("variant")
+    assert np.isnan(by.loc["Pred", "micro_f1"]) and by.loc["Pred", "n"] == 0
+    assert by.loc["Pred", "note"].startswith("not evaluated")
+    assert np.isnan(by.loc["Pred 2+", "micro_f1"])
+    assert "pred" in probes  # trained all the same

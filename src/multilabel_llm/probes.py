@@ -333,6 +333,14 @@ def probe_scores(
         if not selection.empty:
             log.info("%s probe C selection:\n%s", variant, selection.to_string(index=False))
         probes[attr] = fitted
+        if not ev.any():  # trained, but none of the evaluated outputs parsed
+            note = f"not evaluated: 0 of {len(evaluation.ids)} evaluated outputs parsed"
+            for name in (variant, "Pred 2+") if variant == "Pred" and multilabel else (variant,):
+                rows.append(
+                    {"variant": name, "micro_f1": np.nan, "n": 0, "n_train": int(tr.sum()),
+                     "note": note}
+                )  # fmt: skip
+            continue
         hard = fitted.predict(evaluation.X[ev])
         rows.append(
             {
@@ -359,6 +367,9 @@ def probe_scores(
 
 def _pred_2plus(evaluation: ProbeData, probes: ProbeSet, n_train: int) -> dict:
     rows = evaluation.parsed & (evaluation.first >= 0)
+    if not rows.any():
+        return {"variant": "Pred 2+", "micro_f1": np.nan, "n": 0, "n_train": n_train,
+                "note": "not evaluated: no parsed output with a first label"}  # fmt: skip
     Y = evaluation.pred[rows]
     hard = probes.predict(evaluation.X[rows])
     mask = np.ones_like(Y, dtype=bool)
