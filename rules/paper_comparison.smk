@@ -17,7 +17,7 @@ rule compare_to_paper:
             f"{RESULTS}/tables/paper_comparison.html",
             category="Tables",
             subcategory="Side by side with the paper",
-            labels={"table": "Ours vs the paper's reported numbers"},
+            labels={"table": "Side by side with the paper (its reported numbers)"},
         ),
     log:
         "logs/compare_to_paper/compare_to_paper.log",

@@ -271,7 +271,7 @@ def write_fixture(root, name, labels, multilabel, seed):
                 )
             path = root / "results" / "traces" / name / model / "p" / testset / "traces.jsonl.gz"
             write_traces(path, TraceMeta(labels=labels), traces)
-    breakdown = root / "results" / "breakdown" / name / "m" / "p" / "main"
+    breakdown = root / "results" / "breakdown" / name / "m" / "main"  # no prompt: shared
     unary = [(i, lab, float(rng.uniform())) for i in ids["main"] for lab in score_labels]
     write_parquet(
         breakdown / "unary.parquet", pd.DataFrame(unary, columns=["id", "label", "p_reasonable"])
@@ -298,11 +298,21 @@ SNAKEFILE = """
 import sys, yaml
 sys.path.insert(0, "{repo}/src")
 from pathlib import Path
+TESTSET_NAMES = ["main", "calibration", "probe_train", "probe_eval"]
 config.update(dict(
     methods={{m: yaml.safe_load(open(f"{repo}/config/method/{{m}}.yaml")) for m in {methods}}},
     roles={{"table2": "m"}},
     alignment={{"bootstrap_n": 200}},
+    datasets={{
+        d: {{"multilabel": d == "multi", "testsets": dict.fromkeys(TESTSET_NAMES, {{}})}}
+        for d in ("multi", "single")
+    }},
+    models={{"m": {{}}}},
+    prompts={{"p": {{}}}},
+    studies={{"alignment": {{"testsets": ["main"]}}}},
 ))
+from multilabel_llm.studies import resolve_studies
+STUDIES = resolve_studies(config)
 RESULTS = "results"
 DATASETS = ["multi", "single"]
 MODELS = ["m"]
@@ -310,7 +320,7 @@ PROMPTS = ["p"]
 METHODS = list(config["methods"])
 TESTSETS = ["main"]
 def dataset_cfg(name):
-    return {{"name": name, "display_name": name.title()}}
+    return {{"name": name, "display_name": name.title(), **config["datasets"][name]}}
 def method_cfg(name):
     return config["methods"][name]
 def model_cfg(name):

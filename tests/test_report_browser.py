@@ -31,7 +31,13 @@ GOLD = {"a": ["joy", "sadness"], "b": ["sadness"], "c": ["anger"], "d": ["joy", 
 
 CONFIG = {
     "experiment_name": "browser-test",
-    "datasets": {"toyemo": {"name": "toyemo", "testsets": {"multilabel": {}}}},
+    "datasets": {
+        "toyemo": {
+            "name": "toyemo",
+            # the probe study's sets must be defined (its probe scores are prewritten below)
+            "testsets": {"multilabel": {}, "probe_train": {"size": 4}, "probe_eval": {"size": 4}},
+        }
+    },
     "models": {
         "toy-base": {"family": "toy", "instruct": False},
         "toy-instruct": {"family": "toy", "instruct": True},
@@ -66,7 +72,7 @@ from multilabel_llm.studies import resolve_studies
 STUDIES = resolve_studies(config)
 
 def align_datasets():
-    return []
+    return DATASETS  # alignment_toyemo.csv is prewritten below
 
 def method_cfg(name):
     return config["methods"][name]
@@ -230,7 +236,7 @@ def test_report_renders_in_headless_chromium(built_report):
         entries = open_every_entry(driver, report)
         categories = {category for category, _, _ in entries}
         assert {"Mechanisms (§4, §D)", "Alignment (§5, §D)", "Tables"} <= categories
-        assert sum(path.endswith(".png") for _, _, path in entries) == 10
+        assert sum(path.endswith(".png") for _, _, path in entries) == 11  # Figs 1-7, 9-12
         assert sum(path.endswith(".html") for _, _, path in entries) == 6
         # the caption of a figure reaches the report (result info panel)
         driver.get(report.as_uri())
