@@ -339,22 +339,28 @@ def artifact_owner(studies: dict[str, Study], artifact: str) -> Study | None:
     return next((s for s in studies.values() if artifact in s.artifacts), None)
 
 
+def method_cells(cfg: dict, study: Study) -> list[dict]:
+    """{dataset, model, prompt, testset, method} of an alignment-side study: its cells times
+    its methods, minus methods that don't apply to the dataset and the study's exclusions."""
+    return [
+        cell | {"method": method}
+        for cell in study.trace_runs()
+        for method in study.methods
+        if method_applies(cfg, method, cell["dataset"])
+        and not study.excluded(cell | {"method": method})
+    ]
+
+
 def alignment_runs(cfg: dict, studies: dict[str, Study], dataset: str) -> list[dict]:
     """Distribution cells {model, prompt, testset, method} scored for ``dataset``: the union of
-    the alignment-side studies' grids, methods that don't apply to the dataset left out."""
-    runs: list[dict] = []
-    for study in studies.values():
-        if study.kind not in ALIGNMENT_KINDS or dataset not in study.datasets:
-            continue
-        for cell in study.trace_runs():
-            if cell["dataset"] != dataset:
-                continue
-            for method in study.methods:
-                run = {k: cell[k] for k in ("model", "prompt", "testset")} | {"method": method}
-                if method_applies(cfg, method, dataset) and not study.excluded(
-                    run | {"dataset": dataset}
-                ):
-                    runs.append(run)
+    the alignment-side studies' method cells."""
+    runs = [
+        {k: run[k] for k in ("model", "prompt", "testset", "method")}
+        for study in studies.values()
+        if study.kind in ALIGNMENT_KINDS
+        for run in method_cells(cfg, study)
+        if run["dataset"] == dataset
+    ]
     unique = {tuple(sorted(r.items())): r for r in runs}
     return list(unique.values())
 
@@ -381,16 +387,8 @@ def grid_summary(cfg: dict, studies: dict[str, Study]) -> list[dict]:
     """One row per study: kind, artifacts, models, datasets, prompts, test sets, cells."""
     rows = []
     for study in studies.values():
-        cells = study.trace_runs()
-        if study.kind in ALIGNMENT_KINDS:
-            n = sum(
-                1
-                for c in cells
-                for m in study.methods
-                if method_applies(cfg, m, c["dataset"]) and not study.excluded(c | {"method": m})
-            )
-        else:
-            n = len(cells)
+        aligned = study.kind in ALIGNMENT_KINDS
+        n = len(method_cells(cfg, study) if aligned else study.trace_runs())
         rows.append(
             {
                 "study": study.name,
