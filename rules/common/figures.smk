@@ -113,37 +113,43 @@ def coverage_note(name):
     return note
 
 
+def figure_cells(name):
+    """The cells a figure reads: its study's datasets (alignment tables), probe cells, or trace
+    cells of its models (Fig 1: the first only, one example of one run as in the paper).
+    """
+    source, models, study = FIGURES[name][1], figure_models(name), study_of(name)
+    if source == "alignment":
+        return [{"dataset": d} for d in artifact_datasets(name)]
+    if source == "probes":
+        return [] if study is None else probe_cells(study, models)
+    cells = artifact_cells(name, models)
+    return cells[:1] if name == "fig1" else cells
+
+
 def figure_inputs(name):
     source = FIGURES[name][1]
-    models = figure_models(name)
+    if source == "alignment":
+        return [
+            f"{RESULTS}/tables/alignment_{c['dataset']}.csv" for c in figure_cells(name)
+        ]
     if source == "probes":
-        study = study_of(name)
-        cells = [] if study is None else probe_cells(study, models)
         return [
             f"{RESULTS}/probes/{c['dataset']}/{c['model']}/{c['prompt']}/probe_scores.csv"
-            for c in cells
+            for c in figure_cells(name)
         ]
-    if source == "alignment":
-        return [f"{RESULTS}/tables/alignment_{d}.csv" for d in artifact_datasets(name)]
-    cells = artifact_cells(name, models)
-    if name == "fig1":
-        cells = cells[:1]  # the paper's opening picture: one example of one run
     return [
         analysis_csv(source, c["dataset"], c["model"], c["prompt"], c["testset"])
-        for c in cells
+        for c in figure_cells(name)
     ]
 
 
 def figure_run_keys(name):
-    source = FIGURES[name][1]
-    if source == "alignment":
-        return [{"dataset": d} for d in artifact_datasets(name)]
-    if source == "probes":
-        study = study_of(name)
-        cells = [] if study is None else probe_cells(study, figure_models(name))
-        return [{"dataset": c["dataset"], "model": c["model"]} for c in cells]
-    keys = artifact_keys(name, figure_models(name), sweep=name == "fig6")
-    return keys[:1] if name == "fig1" else keys
+    """Columns each stacked CSV gets: dataset (and model; the prompt for the Fig 6 sweep)."""
+    keys = {"alignment": ("dataset",), "probes": ("dataset", "model")}.get(
+        FIGURES[name][1],
+        ("dataset", "model", "prompt") if name == "fig6" else ("dataset", "model"),
+    )
+    return [{k: c[k] for k in keys} for c in figure_cells(name)]
 
 
 def figure_select(name):
