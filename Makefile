@@ -6,7 +6,7 @@ CORES ?= 2
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench dryrun plan report clean
+.PHONY: demo test lint bench dryrun plan download report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint: $(DEV_STAMP)
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_traces.py
 
+# One-command check of a CUDA machine (fast path vs generate, placement, timing, memory).
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu_check.py --out results/gpu_check.json
+
 dryrun: $(STAMP)
 	$(BIN)/snakemake -n --profile profiles/slurm --config experiment=paper
 
@@ -51,6 +55,11 @@ plan: $(STAMP)
 	mkdir -p results/plan
 	$(BIN)/python -m multilabel_llm.cluster_plan --experiment $(EXPERIMENT) \
 		--tsv results/plan/cost.tsv --json results/plan/cost.json > results/plan/jobs.tsv
+
+# Fetch the experiment's Hugging Face models into $HF_HOME on the login node (gated Llama
+# repos need HF_TOKEN); cluster jobs then load them offline (docs/cluster.md).
+download: $(STAMP)
+	HF_HUB_OFFLINE=0 $(BIN)/snakemake download_models --cores 1 --config experiment=$(EXPERIMENT)
 
 clean:
 	rm -rf results logs .snakemake

@@ -20,6 +20,7 @@ wildcard_constraints:
     method="[^/]+",
 
 
+include: "rules/models.smk"
 include: "rules/standins.smk"
 include: "rules/data.smk"
 include: "rules/inference.smk"
@@ -37,6 +38,8 @@ include: "rules/paper_comparison.smk"
 # Small jobs (tables, figures, id lists) stay on the submitting host under a cluster executor.
 localrules:
     all,
+    # the login node has the network; compute nodes run offline (rules/models.smk)
+    download_models,
     build_testsets,
     demo_pool,
     dataset_stats,

@@ -61,7 +61,7 @@ def demo_workload(args):
         prefix,
         tokens,
         StopRule(tok, spec.label_format, spec.stop),
-        args.new_tokens or spec.max_new_tokens,
+        args.new_tokens or builder.max_new_tokens(tok),
     )
 
 

@@ -1,10 +1,17 @@
 # The only place with Python logic for the DAG: config composition, validation, grid helpers.
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from multilabel_llm.config import ConfigError, load_config
+from multilabel_llm.model_download import (
+    DownloadError,
+    as_params,
+    planned_downloads,
+    software_versions,
+)
 from multilabel_llm.studies import SFT_SUFFIX, StudyError, resolve_studies
 
 try:
@@ -81,10 +88,37 @@ def model_resources(name):
 # (a bigger partition, more threads) from rerunning finished inference.
 PLACEMENT_KEYS = ("size_class", "threads")
 
+# torch and transformers versions of the environment the jobs run in (the profiles run jobs
+# in the environment snakemake was started from). The cached rules carry them as a param, so
+# the between-workflow cache key changes with them; the model revision is part of the model
+# config, hence of model_params(). Read from package metadata: importing torch here would
+# slow every parse.
+SOFTWARE = software_versions()
+
+# Jobs load models from the local hub cache only; rule download_models (rules/models.smk) is
+# the one step that goes online. An explicit HF_HUB_OFFLINE=0 in the environment wins.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The hub repos (id, revision) this experiment loads: rule download_models' params.
+try:
+    MODEL_DOWNLOADS = as_params(planned_downloads(config))
+except DownloadError as err:
+    raise WorkflowError(str(err)) from None
+
 
 def model_params(name):
-    """The model config a job needs, without placement-only keys."""
-    return {k: v for k, v in model_cfg(name).items() if k not in PLACEMENT_KEYS}
+    """The model config a job needs, without placement-only keys.
+
+    The size class's batch size (and GPU memory cap) ride along as ``resources``: they
+    decide batch composition, hence bf16 padding numerics, so they belong to params.
+    """
+    cfg = model_cfg(name)
+    params = {k: v for k, v in cfg.items() if k not in PLACEMENT_KEYS}
+    size = config["resources"]["size_classes"].get(cfg.get("size_class"), {})
+    spec_keys = {k: size[k] for k in ("batch_size", "gpu_mem_mb") if k in size}
+    if spec_keys:
+        params["resources"] = spec_keys
+    return params
 
 
 def model_resource(key, default=0):

@@ -7,6 +7,11 @@ rule train_demux:
     input:
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+        # every evaluated test set: their ids are kept out of the dev set early stopping sees
+        exclude=lambda wc: expand(
+            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
+            testset=pool_testsets(wc.dataset),
+        ),
     output:
         model=f"{RESULTS}/demux/{{dataset}}/model.pt",
         log_csv=f"{RESULTS}/demux/{{dataset}}/train_log.csv",

@@ -1,8 +1,10 @@
 # LLM inference (paper §3-4, §5.2.2, §D.6): per-step label traces, breakdown scores, attention.
 # Library: src/multilabel_llm/engine/ (run.py drives; tracing.py, breakdown.py, attention.py).
 # Traces are written in resumable shards under .../{testset}/shards/ (not a declared output:
-# Snakemake keeps it when a job dies, so a rerun skips the finished shards; delete it to
-# force a full recompute). Prompts with `hidden_states: true` also write hidden.npz.
+# Snakemake keeps it when a job dies, so a rerun skips the finished shards). Its manifest
+# fingerprints checkpoint, adapter, dtype, prompt, ids and shard layout: shards written under
+# other inputs are discarded, never mixed in. Prompts with `hidden_states: true` also write
+# hidden.npz.
 # Traces and breakdown scores may come from Snakemake's between-workflow cache (`--cache`), so
 # those rules carry no benchmark directive (a cached result has no timing); the job log
 # records the seconds each run took.
@@ -32,6 +34,7 @@ rule extract_traces:
         prompt=lambda wc: prompt_cfg(wc.prompt),
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
         loader=lambda wc: dataset_cfg(wc.dataset).get("loader"),
+        software=SOFTWARE,  # torch/transformers versions: part of the --cache key
     script:
         "../workflow/scripts/extract_traces.py"
 
@@ -96,6 +99,7 @@ rule score_unary:
         prompt={"breakdown": config["breakdown"]},
         kind="unary",
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
+        software=SOFTWARE,  # torch/transformers versions: part of the --cache key
     script:
         "../workflow/scripts/score_breakdown.py"
 
@@ -110,3 +114,19 @@ use rule score_unary as score_binary with:
         prompt={"breakdown": config["breakdown"]},
         kind="binary",
         demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
+        software=SOFTWARE,  # torch/transformers versions: part of the --cache key
+
+
+# Every pair asked the other way round (b first), for binary methods with `orders: both`
+# (config/method/binary_breakdown_both_orders.yaml); same header and demonstrations.
+use rule score_unary as score_binary_reversed with:
+    output:
+        f"{BREAKDOWN_DIR}/binary_reversed.parquet",
+    log:
+        "logs/score_binary_reversed/{dataset}/{model}/{testset}.log",
+    params:
+        model=lambda wc: model_params(wc.model),
+        prompt={"breakdown": config["breakdown"]},
+        kind="binary_reversed",
+        demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
+        software=SOFTWARE,  # torch/transformers versions: part of the --cache key

@@ -2,7 +2,12 @@
 # main prompt) minus demonstrations, once per (dataset, model): every prompt variant's
 # "<model>-sft" traces apply the same adapter.
 # Library: src/multilabel_llm/sft.py. Checkpoints live beside the adapter but are NOT outputs:
-# Snakemake deletes a job's outputs before rerunning it, which would defeat resuming.
+# Snakemake deletes a job's outputs before rerunning it, which would defeat resuming. They
+# carry a fingerprint (training config, base model, data, prompt): a rerun resumes only its
+# own run's checkpoints and retrains after any change.
+# Early stopping sees no evaluated example: the dev loss leaves out the ids of every test set
+# some run of the experiment evaluates (the same list as the shared demo pool, rules/data.smk;
+# GoEmotions and SemEval test sets come from dev).
 # Inference with the adapter is the engine's extract_traces on model slot "{model}-sft".
 
 
@@ -11,6 +16,10 @@ rule train_sft:
         unpack(lambda wc: model_files(wc.model)),
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+        testsets=lambda wc: expand(
+            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
+            testset=pool_testsets(wc.dataset),
+        ),
     output:
         adapter=directory(f"{RESULTS}/sft/{{dataset}}/{{model}}/adapter"),
         log_csv=f"{RESULTS}/sft/{{dataset}}/{{model}}/train_log.csv",
@@ -30,6 +39,7 @@ rule train_sft:
         model=lambda wc: model_params(wc.model),
         prompt=prompt_cfg(PROMPTS[0]),
         loader=lambda wc: dataset_cfg(wc.dataset).get("loader"),
+        testsets=lambda wc: pool_testsets(wc.dataset),
         sft={k: v for k, v in training_cfg()["sft"].items() if k != "resources"},
         checkpoints=lambda wc: f"{RESULTS}/sft/{wc.dataset}/{wc.model}/checkpoints",
     script:

@@ -15,6 +15,7 @@ from multilabel_llm.alignment_tables import (
     alignment_markdown,
     alignment_table,
     format_cell,
+    mark_untrained,
     paper_table,
     paper_table_latex,
     paper_table_markdown,
@@ -195,6 +196,78 @@ def test_format_cell():
     assert format_cell(float("nan"), 0, 0) == "—"
 
 
+def _supervised_rows(tmp_path, files, q, note=None):
+    """Alignment of the constant baseline plus a supervised "probes" row with outputs ``q``."""
+    ids = ["m0", "m1", "m2"]
+    frame = distribution_frame(ids, ["a", "b"], q)
+    if note:
+        frame["note"] = note
+    frame.to_parquet(tmp_path / "probes.parquet")
+    entries = [
+        AlignmentEntry("llm", "p", "main", "const", str(files["m/const"])),
+        AlignmentEntry("llm", "p", "main", "probes", str(tmp_path / "probes.parquet")),
+    ]
+    table = alignment_table(
+        entries, MULTI, {"main": ids}, METHODS, bootstrap=BootstrapSettings(50, 0)
+    )
+    return mark_untrained(table, baseline="const")
+
+
+def test_supervised_row_worse_than_constant_everywhere_is_marked(tmp_path, files):
+    # predicts b where a is gold, everything where nothing is, nothing where both are
+    rows = _supervised_rows(tmp_path, files, [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    by = rows.set_index("method")
+    assert not by.loc["const", "untrained"]  # only supervised rows are judged
+    assert by.loc["probes", "untrained"]
+    const, probe = by.loc["const"], by.loc["probes"]
+    assert probe["example_f1"] == 0.0 and const["example_f1"] == pytest.approx(1 / 3)
+    assert by.loc["probes", "untrained_reason"] == (
+        f"beats Constant (0.1) on no metric (NLL {probe['nll']:.2f} vs {const['nll']:.2f}, "
+        f"L1 {probe['l1']:.2f} vs {const['l1']:.2f}, F1 0.00 vs 0.33)"
+    )
+    md = alignment_markdown(rows)
+    assert "| Linear Probing | 3 | untrained | untrained |" in md
+    assert "- Linear Probing (llm, p, main): beats Constant (0.1) on no metric" in md
+    assert r"\par\smallskip" in alignment_latex(rows)
+
+
+def test_supervised_row_beating_constant_on_one_metric_is_kept(tmp_path, files):
+    # the hard file: its F1 of 1 beats the constant baseline's 1/3
+    rows = _supervised_rows(tmp_path, files, [[0.9, 0.2], [0.1, 0.1], [0.8, 0.6]])
+    assert not rows.set_index("method").loc["probes", "untrained"]
+    assert "untrained" not in alignment_markdown(rows)
+
+
+def test_constant_output_or_training_note_marks_the_row(tmp_path, files):
+    same = _supervised_rows(tmp_path, files, [[0.5, 0.5]] * 3)
+    probe = same.set_index("method").loc["probes"]
+    assert probe["example_f1"] > 1 / 3  # beats the constant baseline on F1 ...
+    assert probe["untrained"]  # ... with one answer for every example
+    assert probe["untrained_reason"] == "the same output for all 3 examples"
+    noted = _supervised_rows(
+        tmp_path, files, [[0.9, 0.2], [0.1, 0.1], [0.8, 0.6]], note="degenerate: x"
+    )
+    assert noted.set_index("method").loc["probes", "untrained_reason"] == "degenerate: x"
+
+
+def test_paper_table_marks_untrained_cells_and_keeps_numbers(tmp_path, files, combined):
+    rows = _supervised_rows(tmp_path, files, [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    rows["dataset"] = "m"
+    alignment = pd.concat([combined, rows[rows["method"] == "probes"]], ignore_index=True)
+    methods = list(METHODS.values())
+    table = paper_table(alignment, DATASETS, methods, "llm", baseline="const")
+    probe = table.set_index("method").loc["probes"]
+    assert probe["m_status"] == "untrained"
+    assert probe["m_note"].startswith("beats Constant (0.1) on no metric")
+    assert probe["m_nll"] == pytest.approx(rows.set_index("method").loc["probes", "nll"])
+    md = paper_table_markdown(table, methods)
+    line = next(x for x in md.splitlines() if "Linear Probing" in x and x.startswith("|"))
+    assert line.count("untrained") == 3 and "**" not in line
+    assert "- Linear Probing on MultiSet: beats Constant (0.1) on no metric" in md
+    tex = paper_table_latex(table, methods)
+    assert "untrained" in tex and r"\footnotesize" in tex
+
+
 # ---------------------------------------------------------------------------- the DAG
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -308,7 +381,7 @@ config.update(dict(
         for d in ("multi", "single")
     }},
     models={{"m": {{}}}},
-    prompts={{"p": {{}}}},
+    prompts={{"p": {{"hidden_states": True}}}},
     studies={{"alignment": {{"testsets": ["main"]}}}},
 ))
 from multilabel_llm.studies import resolve_studies
@@ -369,7 +442,9 @@ def test_dag_scores_every_method_into_alignment_and_paper_tables(tmp_path):
     assert hard["nll"] == pytest.approx(-math.log(1e-8) * hard["l1"], rel=1e-4)
     table2 = pd.read_csv(tables / "table2.csv").set_index("method")
     assert table2.loc["max_over_generations", "single_status"] == "not_applicable"
-    assert table2.loc["probes", "multi_status"] == "ok"
+    # the fixture's probe numbers are noise: worse than the constant baseline everywhere
+    assert table2.loc["probes", "multi_status"] == "untrained"
+    assert table2.loc["probes", "multi_note"].startswith("beats Constant 0.1 (§A.6) on no metric")
     assert table2.loc["compare_to_none_platt", "multi_status"] == "ok"
     md = (tables / "table2.md").read_text()
     assert "Max-Over-Generations" in md and "N/A" in md and "[" in md

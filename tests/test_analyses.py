@@ -102,7 +102,13 @@ def test_table4_second_never_predicted(steps):
 
 def test_fig11_eventual_position(steps):
     hist = an.second_eventual_position(steps, from_step=1).set_index("position")
-    assert hist["count"].to_dict() == {"2": 1, "3": 1, "never": 1}
+    assert hist["count"].to_dict() == {
+        "2": 1,
+        "3": 1,
+        "never": 1,
+        "second_none": 0,
+        "second_generated": 0,
+    }
     assert hist.loc["2", "pct_of_predicted"] == pytest.approx(50.0)
     assert math.isnan(hist.loc["never", "pct_of_predicted"])
 
@@ -128,7 +134,7 @@ def test_fig5_label_position_accuracy(toy):
 
 def test_fig6_multilabel_rate(toy):
     _, traces = toy
-    rate = an.multilabel_output_rate(traces).iloc[0]
+    rate = an.multilabel_output_rate(traces, ["anger", "joy", "sadness"]).iloc[0]
     assert (rate["n"], rate["n_multilabel"], rate["n_unparsed"]) == (5, 3, 1)
     assert rate["pct_multilabel"] == pytest.approx(60.0)
 
@@ -142,7 +148,7 @@ def test_repeated_label_is_not_multilabel():
         step_logits=[[0, 0, 0]] * 2,
         step_probs=[[0.1, 0.8, 0.1]] * 2,
     )
-    assert an.n_output_labels(trace) == 1
+    assert an.n_output_labels(trace, ["joy", "sadness"]) == 1
 
 
 def test_table7_label_order(toy):
@@ -181,8 +187,11 @@ def test_table6_attention_summary():
     # a row whose region is empty (count 0) does not count for that region
     assert out["pct_per_token_first_token"] == pytest.approx(5.0)
     assert out["share_input"] == pytest.approx(230 / 3)
-    later = an.attention_summary(attention, min_step=2).iloc[0]
+    # the engine's step is the 0-based label-step index; the summary counts r = step + 1
+    assert (out["from_step"], out["to_step"]) == (2, 3)
+    later = an.attention_summary(attention, min_step=3).iloc[0]
     assert later["n"] == 1 and later["pct_per_token_input"] == pytest.approx(0.8)
+    assert an.attention_summary(attention, min_step=2).iloc[0]["n"] == 3
     with pytest.raises(ValueError, match="input_mass"):
         an.attention_summary(pd.DataFrame({"step": [2], "x": [1]}))
 

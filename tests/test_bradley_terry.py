@@ -12,6 +12,7 @@ from multilabel_llm.bradley_terry import (
     BTSettings,
     bt_loss_and_grad,
     fit_bradley_terry,
+    fit_bradley_terry_position,
     hard_outcomes,
 )
 
@@ -60,6 +61,61 @@ def test_gradient_matches_finite_differences():
                 - bt_loss_and_grad(sm, probs, pairs, 0.01)[0][i]
             ) / (2 * h)
             assert grad[i, k] == pytest.approx(num, abs=1e-5)
+
+
+def both_orders(k):
+    pairs = all_pairs(k)
+    return np.concatenate([pairs, pairs[:, ::-1]])
+
+
+def test_position_term_gradient_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    pairs = both_orders(4)
+    probs = rng.uniform(size=(2, len(pairs)))
+    s = rng.normal(size=(2, 5))  # 4 scores + the position term
+    _, grad = bt_loss_and_grad(s, probs, pairs, 0.01, position_term=True)
+    h = 1e-6
+    for i in range(2):
+        for k in range(5):
+            sp, sm = s.copy(), s.copy()
+            sp[i, k] += h
+            sm[i, k] -= h
+            num = (
+                bt_loss_and_grad(sp, probs, pairs, 0.01, True)[0][i]
+                - bt_loss_and_grad(sm, probs, pairs, 0.01, True)[0][i]
+            ) / (2 * h)
+            assert grad[i, k] == pytest.approx(num, abs=1e-5)
+
+
+def test_position_term_recovers_a_known_home_advantage():
+    truth = np.array([[1.5, 0.5, 0.0, -0.7, -1.3], [-2.0, 1.0, 0.3, -0.4, 0.6]])
+    truth = truth - truth.mean(axis=1, keepdims=True)
+    home = np.array([-1.2, 0.7])  # example 0 prefers answer "b", example 1 answer "a"
+    pairs = both_orders(5)
+    probs = expit(truth[:, pairs[:, 0]] - truth[:, pairs[:, 1]] + home[:, None])
+    exact, h = fit_bradley_terry_position(probs, pairs, 5, BTSettings(l2=0.0, optimizer="lbfgs"))
+    exact -= exact.mean(axis=1, keepdims=True)
+    assert exact == pytest.approx(truth, abs=1e-4)
+    assert h == pytest.approx(home, abs=1e-4)
+    adam, h_adam = fit_bradley_terry_position(probs, pairs, 5, BTSettings(l2=0.0))
+    adam -= adam.mean(axis=1, keepdims=True)
+    assert np.abs(adam - truth).max() < 0.05 and np.abs(h_adam - home).max() < 0.05
+    # the same model asked in label order only: a plain fit absorbs the preference into
+    # the scores
+    s_one = fit_bradley_terry(probs[:, :10], pairs[:10], 5, BTSettings(l2=0.0, optimizer="lbfgs"))
+    s_one -= s_one.mean(axis=1, keepdims=True)
+    assert np.abs(s_one - truth).max() > 0.5
+    # one example in, a vector and a float out
+    one, h_one = fit_bradley_terry_position(probs[0], pairs, 5, BTSettings(optimizer="lbfgs"))
+    assert one.shape == (5,) and isinstance(h_one, float) and h_one == pytest.approx(-1.2, abs=0.05)
+
+
+def test_position_term_needs_both_orders_and_stays_finite_on_hard_outcomes():
+    with pytest.raises(ValueError, match="both orders.*one order only, e.g. \\(0, 1\\)"):
+        fit_bradley_terry_position(np.full(6, 0.3), all_pairs(4), 4)
+    # every answer "b": without the penalty h would run to minus infinity
+    s, h = fit_bradley_terry_position(np.zeros(12), both_orders(4), 4, BTSettings())
+    assert np.isfinite(h) and h < -1.0 and np.abs(s).max() < 1e-3
 
 
 def test_recovers_known_scores_from_synthetic_pairwise_probabilities():

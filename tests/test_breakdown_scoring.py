@@ -3,14 +3,18 @@
 import itertools
 
 import numpy as np
+import pandas as pd
+import pytest
 import torch
 
 from multilabel_llm.engine.breakdown import (
     BINARY_HEADER,
+    SCORERS,
     UNARY_HEADER,
     binary_prefix,
     binary_query,
     score_binary,
+    score_binary_reversed,
     score_unary,
     unary_prefix,
     unary_query,
@@ -18,6 +22,7 @@ from multilabel_llm.engine.breakdown import (
 from multilabel_llm.engine.label_tokens import answer_tokens
 from multilabel_llm.engine.testing import tiny_model as tiny
 from multilabel_llm.engine.testing import toy_dataset
+from multilabel_llm.estimators import estimate_binary
 
 
 def test_prompt_text_matches_table3():
@@ -85,3 +90,55 @@ def test_binary_pairs_and_scores():
     ref = _plain(model, tok, prefix + binary_query(text, row.label_a, row.label_b), ["a", "b"])
     np.testing.assert_allclose([row.logit_a, row.logit_b], ref, atol=1e-4)
     assert ((frame["p_a"] > 0) & (frame["p_a"] < 1)).all()
+
+
+def test_both_orders_end_to_end_on_a_tiny_model():
+    model, tok = tiny()
+    ds = toy_dataset(n_queries=2)
+    ids = ds.split("dev")["id"].tolist()
+    assert SCORERS["binary_reversed"] is score_binary_reversed
+    one = score_binary(model, tok, ds, ids, batch_size=16)
+    rev = SCORERS["binary_reversed"](model, tok, ds, ids, batch_size=16)
+    pairs = list(itertools.combinations([*ds.labels, "none"], 2))
+    assert list(zip(rev["label_a"], rev["label_b"], strict=True))[:28] == [(b, a) for a, b in pairs]
+    # the same header and demos: a reversed row is the plain forward of the swapped query
+    prefix = binary_prefix(ds.split("train"), ds.labels, 10, 0)
+    row = rev.iloc[5]
+    text = ds.examples.set_index("id").loc[row.id, "text"]
+    ref = _plain(model, tok, prefix + binary_query(text, row.label_a, row.label_b), ["a", "b"])
+    np.testing.assert_allclose([row.logit_a, row.logit_b], ref, atol=1e-4)
+    both = pd.concat([one, rev], ignore_index=True)
+    base = {"l2": 0.01, "optimizer": "lbfgs"}
+    fits = {
+        combine: estimate_binary(
+            {**base, "orders": "both", "combine": combine}, ids, ds.labels, True, both
+        )
+        for combine in ("average", "position_term")
+    }
+    paper = estimate_binary(base, ids, ds.labels, True, one)
+    for fit in [paper, *fits.values()]:
+        assert fit.frame["id"].tolist() == ids and fit.scores.shape == (2, 8)
+        assert fit.bias["n_examples"] == 2
+    # the bias summary is over the prompts each variant asked
+    assert paper.bias["mean_p_a"] == pytest.approx(one["p_a"].mean())
+    assert paper.bias["share_a"] == pytest.approx((one["p_a"] > 0.5).mean())
+    assert fits["average"].bias["mean_p_a"] == pytest.approx(both["p_a"].mean())
+    assert fits["average"].bias["n_prompts"] == 2 * 2 * 28
+    assert np.isnan(fits["average"].bias["position_term"])
+    # the fitted home advantage follows the model's own preference for "a"
+    h = fits["position_term"].position_term
+    assert h.shape == (2,) and np.isfinite(h).all()
+    assert np.sign(h.mean()) == np.sign(both["p_a"].mean() - 0.5)
+    assert fits["position_term"].bias["position_term"] == pytest.approx(h.mean())
+    # averaging the two orders by hand gives the same distribution as combine: average
+    merged = one.merge(
+        rev, left_on=["id", "label_a", "label_b"], right_on=["id", "label_b", "label_a"]
+    )
+    averaged = merged.assign(p_a=(merged["p_a_x"] + 1 - merged["p_a_y"]) / 2)
+    averaged = averaged.rename(columns={"label_a_x": "label_a", "label_b_x": "label_b"})
+    by_hand = estimate_binary(
+        base, ids, ds.labels, True, averaged[["id", "label_a", "label_b", "p_a"]]
+    )
+    np.testing.assert_allclose(
+        by_hand.frame[ds.labels].to_numpy(), fits["average"].frame[ds.labels].to_numpy(), atol=1e-6
+    )

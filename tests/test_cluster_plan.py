@@ -1,5 +1,5 @@
 """cluster_plan: the partition each dry-run job gets, by the SLURM plugin's own scoring over
-profiles/slurm/partitions.yaml (70b class -> a100, 1b/8b -> a40, CPU jobs -> cpu), and the cost
+profiles/slurm/partitions.yaml (b70 class -> a100, b1/b8 -> a40, CPU jobs -> cpu), and the cost
 plan (prompts, tokens, GPU-hours) checked against numbers worked out by hand."""
 
 import json
@@ -276,6 +276,16 @@ def test_tsv_json_and_by(tmp_path, monkeypatch, toy_plan):
     )
     assert ("gpu", "extract_traces testset=everything") in split.groups
     assert split.total["gpu_hours"] == pytest.approx(toy_plan.total["gpu_hours"])
+
+
+def test_every_size_class_has_a_parameter_count():
+    # the fallback when a model name has no size token; keyed by the size-class names
+    from multilabel_llm.config import load_config
+
+    for experiment in ("paper", "slurm_test"):
+        classes = load_config({"experiment": experiment})["resources"]["size_classes"]
+        assert set(classes) == set(cp.SIZE_CLASS_PARAMS)
+    assert cp.SIZE_CLASS_PARAMS["b70"] == cp.MODEL_PARAMS["70b"]
 
 
 def test_model_sizes():

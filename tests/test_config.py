@@ -51,7 +51,48 @@ def test_bad_size_class_is_rejected_naming_the_key():
         load_config({"experiment": "demo", "overrides": "models.smollm2.size_class=huge"})
     message = str(err.value)
     assert "models.smollm2.size_class" in message
-    assert "'huge'" in message and "70b" in message
+    assert "'huge'" in message and "'b70'" in message
+    assert "renamed" not in message  # 'huge' was never a class name
+
+
+def test_size_classes_are_addressable_by_hydra_overrides():
+    # the reason for the b1/b8/b70 names: `size_classes.70b.gpu` is a Hydra parse error
+    cfg = load_config({"experiment": "paper", "overrides": "resources.size_classes.b70.gpu=2"})
+    assert cfg["resources"]["size_classes"]["b70"]["gpu"] == 2
+    assert set(cfg["resources"]["size_classes"]) == {"tiny", "b1", "b8", "b70"}
+    nested = load_config(
+        {"experiment": "paper", "resources": {"size_classes": {"b8": {"gpu": "2"}}}}
+    )
+    assert nested["resources"]["size_classes"]["b8"]["gpu"] == 2
+
+
+@pytest.mark.parametrize("old, new", [("1b", "b1"), ("8b", "b8"), ("70b", "b70")])
+def test_old_size_class_name_in_a_model_says_what_it_became(old, new):
+    with pytest.raises(ConfigError) as err:
+        load_config({"experiment": "demo", "overrides": f"models.smollm2.size_class={old}"})
+    assert (
+        f"config key 'models.smollm2.size_class': '{old}' is not allowed; it was renamed to '{new}'"
+        in str(err.value)
+    )
+
+
+def test_old_size_class_name_in_an_override_says_what_it_became():
+    with pytest.raises(ConfigError) as err:
+        load_config({"experiment": "paper", "overrides": "resources.size_classes.70b.gpu=2"})
+    assert "size class '70b' was renamed to 'b70'" in str(err.value)
+    with pytest.raises(ConfigError, match="size class '8b' was renamed to 'b8'"):
+        load_config({"experiment": "paper", "resources": {"size_classes": {"8b": {"gpu": "2"}}}})
+
+
+def test_old_size_class_name_in_a_resources_file_says_what_it_became():
+    cfg = compose("demo")
+    cfg["resources"]["size_classes"]["70b"] = cfg["resources"]["size_classes"].pop("tiny")
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    message = str(err.value)
+    assert (
+        "config key 'resources.size_classes.70b': size class '70b' was renamed to 'b70'" in message
+    )
 
 
 def test_unknown_top_level_key_is_rejected():

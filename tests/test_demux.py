@@ -12,6 +12,8 @@ import torch
 from multilabel_llm.datasets.canonical import CanonicalDataset
 from multilabel_llm.demux import (
     DemuxModel,
+    _predict_logits,
+    _targets,
     demux_distribution,
     demux_loss,
     encoder_source,
@@ -90,21 +92,63 @@ def test_label_positions_are_the_label_word_pieces(tokenizer):
 def test_intra_loss_by_hand():
     z = torch.tensor([[1.0, -1.0, 0.5, -2.0]])
     y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
-    # present pair (1, -1): exp(-(1 - 1)) = 1; absent pair (0.5, -2): exp(-1.5)
-    expected = (1.0 + math.exp(-1.5)) / 2
+    # each group: mean over its n x n triu-masked cells (masked cells are exp(0) = 1);
+    # present (1, -1) on -z: (exp(0) + 3) / 4 = 1; absent (0.5, -2): (exp(-1.5) + 3) / 4
+    expected = (1.0 + (math.exp(-1.5) + 3) / 4) / 2
     assert intra_loss(z, y).item() == pytest.approx(expected)
-    # one present label: only the absent pairs count, not halved
+    # one present label: its 1x1 matrix is one masked cell (1); halved as both groups exist
     y1 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     absent = [-1.0, 0.5, -2.0]
-    pairs = [math.exp(a + b) for i, a in enumerate(absent) for b in absent[i + 1 :]]
-    assert intra_loss(z, y1).item() == pytest.approx(sum(pairs) / 3)
+    pairs = sum(math.exp(a + b) for i, a in enumerate(absent) for b in absent[i + 1 :])
+    assert intra_loss(z, y1).item() == pytest.approx((1.0 + (pairs + 6) / 9) / 2)
+    # no present label: the absent term alone, not halved
+    y0 = torch.zeros(1, 4)
+    values = z[0].tolist()
+    pairs = sum(math.exp(a + b) for i, a in enumerate(values) for b in values[i + 1 :])
+    assert intra_loss(z, y0).item() == pytest.approx((pairs + 10) / 16)
+
+
+def _reference_intra(logits, targets):
+    """The reference code's per-example loop (gchochla/LLM-multilabel-differently), verbatim."""
+
+    def intra_exp_diff(x):
+        return (x + x.unsqueeze(-1)).triu(diagonal=1).exp().mean()
+
+    losses = []
+    for vals, trues in zip(logits, targets, strict=True):
+        loss = torch.tensor(0.0)
+        absent, present = trues < 0.5, trues >= 0.5
+        if any(absent):
+            loss = loss + intra_exp_diff(vals[absent])
+        if any(present):
+            loss = loss + intra_exp_diff(-vals[present])
+        if any(present) and any(absent):
+            loss = loss / 2
+        losses.append(loss)
+    return torch.stack(losses).mean()
+
+
+def test_intra_loss_and_its_gradient_match_the_reference():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(16, 7, generator=gen)
+    y = (torch.rand(16, 7, generator=gen) < 0.3).float()
+    y[0] = 0.0  # no label present
+    y[1] = 1.0  # every label present
+    ours_z = z.clone().requires_grad_(True)
+    ref_z = z.clone().requires_grad_(True)
+    ours, ref = intra_loss(ours_z, y), _reference_intra(ref_z, y)
+    ours.backward()
+    ref.backward()
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-6)
+    assert torch.allclose(ours_z.grad, ref_z.grad, atol=1e-6)
 
 
 def test_loss_bce_plus_intra_and_single_label_ce():
     z = torch.tensor([[2.0, -1.0, 0.0]])
     y = torch.tensor([[1.0, 0.0, 0.0]])
     bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y).item()
-    intra = math.exp(-1.0 + 0.0)  # the one absent pair
+    # present 1x1 matrix: 1; absent pair (-1, 0): (exp(-1) + 3) / 4; halved
+    intra = (1.0 + (math.exp(-1.0) + 3) / 4) / 2
     assert demux_loss(z, y, True, 0.2).item() == pytest.approx(bce + 0.2 * intra)
     ce = -torch.log_softmax(z, -1)[0, 0].item()
     assert demux_loss(z, y, False, 0.2).item() == pytest.approx(ce)
@@ -176,3 +220,34 @@ def test_real_minilm_encoder_loads_offline():
     assert src.endswith("model")
     with pytest.raises(ValueError, match="not installed"):
         encoder_source({"package": "no_such_package_xyz", "subdir": "model"})
+
+
+def test_early_stopping_never_sees_excluded_dev_ids(tokenizer, tmp_path):
+    ds = toy_dataset(n_train=32, n_dev=12)
+    cfg = {**CFG, "epochs": 1}
+    test_ids = [f"dev{i}" for i in range(8)]  # a test set drawn from dev
+    kept = ds.split("dev")[~ds.split("dev")["id"].isin(test_ids)]
+    model, log = train_demux(
+        ds, cfg, tokenizer=tokenizer, encoder=tiny_encoder(), progress=False,
+        exclude_ids=test_ids,
+    )  # fmt: skip
+    # the logged dev loss is the one of the 4 remaining dev examples (one epoch: best = last)
+    logits = _predict_logits(
+        model, tokenizer, LABELS, kept["text"].tolist(), 32, 16, torch.device("cpu")
+    )
+    expected = demux_loss(logits, _targets(ds, kept), True, 0.2).item()
+    assert log["dev_loss"].dropna().iloc[-1] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="0 of 12 dev left after excluding 12"):
+        train_demux(
+            ds, cfg, tokenizer=tokenizer, encoder=tiny_encoder(), progress=False,
+            exclude_ids=ds.split("dev")["id"].tolist(),
+        )  # fmt: skip
+
+
+def test_scoring_refuses_test_ids_demux_trained_on(tokenizer, tmp_path):
+    ds = toy_dataset(n_train=16, n_dev=4)
+    cfg = {**CFG, "epochs": 1}
+    model, _ = train_demux(ds, cfg, tokenizer=tokenizer, encoder=tiny_encoder(), progress=False)
+    save_demux(tmp_path / "m.pt", model, ds, cfg, encoder_source(ENCODER_CFG))
+    with pytest.raises(ValueError, match="1 test-set ids were Demux training examples"):
+        demux_distribution(tmp_path / "m.pt", ds, ["test0", "train3"], tokenizer=tokenizer)

@@ -15,7 +15,7 @@ from multilabel_llm.engine.tracing import (
     finalize,
     reference_trace,
 )
-from multilabel_llm.prompts import PromptBuilder, resolve_prompt
+from multilabel_llm.prompts import AUTO_SLACK, PromptBuilder, resolve_prompt
 
 
 def _setup(model, tok, n=4, label_format="json"):
@@ -119,3 +119,47 @@ def test_stop_rule():
     assert not cm.text_done("\n") and not cm.text_done(" care, loy")
     assert cm.text_done(" care, loyalty\n")
     assert js.truncate('{"label": []}\nInput: x') == '{"label": []}\n'
+
+
+def test_cut_output_is_read_leniently_and_flagged():
+    _, tok = bundled()
+    labels = ["joy", "sadness", "fear"]
+    lt = detect_label_tokens(tok, labels, "json")
+    rule = StopRule(tok, "json", ["Input:"])
+    raw = _raw(tok, '\n{"label": ["sadness", "joy', len(lt.forms))
+    raw.extra["hit_max_new_tokens"] = True
+    tr = finalize("x", raw, tok, lt, labels, "json", rule)
+    assert tr.pred_labels == ["sadness", "joy"] and tr.parse_ok
+    assert tr.extra["truncated"] is True and tr.extra["hit_max_new_tokens"] is True
+    assert [s.label for s in tr.label_steps] == ["sadness", "joy"]
+    # SmolLM2 starts sadness with the fragment "s" (no lead) and joy with "joy"
+    assert tr.extra["step_forms"] == [
+        {"token": "s", "lead": "", "form": True},
+        {"token": "joy", "lead": "", "form": True},
+    ]
+
+
+def test_engine_marks_rows_that_hit_the_budget():
+    model, tok = tiny()
+    ds, spec, prompts, prefix, lt, rule = _setup(model, tok, n=2)
+    engine = TraceEngine(model, tok, lt, rule, 3, batch_size=2)
+    engine.set_prefix(prefix)
+    for raw in engine.run(prompts):  # a random model never closes the list
+        assert len(raw.gen_ids) == 3 and raw.extra == {"hit_max_new_tokens": True}
+
+
+def test_plan_run_resolves_auto_budget_from_the_tokenizer():
+    from multilabel_llm.engine.run import plan_run
+
+    _, tok = bundled()
+    ds = toy_dataset()
+    ids = ds.split("dev")["id"].tolist()[:2]
+    plan = plan_run(ds, ids, tok, {**TOY_PROMPT_CFG, "max_new_tokens": "auto"}, "train")
+    spec = plan.builder.spec
+    # SmolLM2: "\n", '{"', "label", '":', ' ["', 7 labels (joy 1, optim|ism 2, ad|m|iration 3,
+    # sur|prise 2, f|ear 2, s|ad|ness 3, anger 1) with '",', ' "' between them, '"]', "}"
+    assert plan.builder.answer_tokens(tok) == 33
+    assert spec.max_new_tokens == 33 + AUTO_SLACK
+    fixed = plan_run(ds, ids, tok, {**TOY_PROMPT_CFG, "max_new_tokens": 18}, "train")
+    assert fixed.builder.spec.max_new_tokens == 18
+    assert fixed.fingerprint != plan.fingerprint  # the budget decides the traces' content

@@ -14,6 +14,7 @@ from multilabel_llm.estimators import (
     compare_to_none,
     constant_distribution,
     estimate,
+    estimate_binary,
     fit_compare_to_none_platt,
     hard_predictions,
     max_over_generations,
@@ -175,19 +176,19 @@ def test_binary_breakdown_recovers_scores_and_compares_to_none():
     scores = [1.0, 0.0, -2.0, -1.0]
     frame = binary_frame(scores, items, flip={("a", "none")})
     settings = BTSettings(l2=0.0, optimizer="lbfgs")
-    dist, fitted = binary_breakdown(frame, ["b1"], LABELS, True, settings)
+    dist = binary_breakdown(frame, ["b1"], LABELS, True, settings).frame
     # P(l) = sigmoid(s_l - s_none): sigmoid(2), sigmoid(1), sigmoid(-1)
     assert values(dist)[0] == pytest.approx([0.8807971, 0.7310586, 0.2689414], abs=1e-4)
     # single-label: softmax over the label scores, none ignored
-    single, _ = binary_breakdown(frame, ["b1"], LABELS, False, settings)
+    single = binary_breakdown(frame, ["b1"], LABELS, False, settings).frame
     assert values(single)[0] == pytest.approx(softmax([1.0, 0.0, -2.0]), abs=1e-4)
 
 
 def test_binary_outcomes_variant_is_sharper_for_a_dominant_label():
     items = ["a", "b", "c", "none"]
     frame = binary_frame([1.0, 0.0, -2.0, -1.0], items)
-    soft, _ = binary_breakdown(frame, ["b1"], LABELS, True, BTSettings())
-    hard, _ = binary_breakdown(frame, ["b1"], LABELS, True, BTSettings(), outcomes=True)
+    soft = binary_breakdown(frame, ["b1"], LABELS, True, BTSettings()).frame
+    hard = binary_breakdown(frame, ["b1"], LABELS, True, BTSettings(), outcomes=True).frame
     assert values(hard)[0][0] > values(soft)[0][0]
     assert list(np.argsort(-values(hard)[0])) == [0, 1, 2]
 
@@ -196,6 +197,101 @@ def test_binary_missing_pair_raises():
     frame = binary_frame([1.0, 0.0, -2.0, -1.0], ["a", "b", "c", "none"]).iloc[1:]
     with pytest.raises(ValueError, match="no comparison of 'a' and 'b'"):
         binary_breakdown(frame, ["b1"], LABELS, True)
+
+
+ITEMS = ["a", "b", "c", "none"]  # the order the prompt lists them in
+
+
+def biased_asks(scores, home, reverse=False, tid="b1"):
+    """Pairs asked in label order (or reversed) by a model that adds ``home`` to the logit of
+    answering "a": P("a" | x shown first, y second) = sigmoid(s_x - s_y + home)."""
+    rows = []
+    for i in range(len(ITEMS)):
+        for j in range(i + 1, len(ITEMS)):
+            first, second = (j, i) if reverse else (i, j)
+            p = float(expit(scores[first] - scores[second] + home))
+            rows.append((tid, ITEMS[first], ITEMS[second], p))
+    return pd.DataFrame(rows, columns=["id", "label_a", "label_b", "p_a"])
+
+
+def both_asks(scores, home):
+    return pd.concat([biased_asks(scores, home), biased_asks(scores, home, reverse=True)])
+
+
+EXACT = BTSettings(l2=0.0, optimizer="lbfgs")
+
+
+def test_one_order_measures_the_prompt_order_both_orders_cancel_it():
+    # equally strong labels, a model that prefers answer "b" (home = -1.5)
+    flat = [0.0, 0.0, 0.0, 0.0]
+    one = binary_breakdown(biased_asks(flat, -1.5), ["b1"], LABELS, True, EXACT)
+    # one order: a label wins more the later it is listed (the demo's symptom)
+    v = values(one.frame)[0]
+    assert v[0] < v[1] < v[2]
+    assert one.bias["score_position_corr"] == pytest.approx(1.0)
+    assert one.bias["mean_p_a"] == pytest.approx(expit(-1.5))
+    assert one.bias["share_a"] == 0.0 and math.isnan(one.bias["position_term"])
+    assert one.bias["orders"] == "one" and one.bias["combine"] == "none"
+    for combine in ("average", "position_term"):
+        fit = binary_breakdown(
+            both_asks(flat, -1.5), ["b1"], LABELS, True, EXACT, orders="both", combine=combine
+        )
+        assert values(fit.frame)[0] == pytest.approx([0.5, 0.5, 0.5], abs=1e-5)
+        assert math.isnan(fit.bias["score_position_corr"])  # every label scores the same
+        assert fit.bias["mean_p_a"] == pytest.approx(expit(-1.5))
+        assert fit.bias["n_prompts"] == 12 and fit.bias["combine"] == combine
+    assert fit.bias["position_term"] == pytest.approx(-1.5, abs=1e-4)
+    assert fit.position_term == pytest.approx([-1.5], abs=1e-4)
+
+
+def test_both_orders_recover_known_label_strengths_under_a_position_bias():
+    truth = np.array([1.0, 0.2, -0.3, -0.6])  # a > b > c > none
+    want = expit(truth[:3] - truth[3])
+    one = values(binary_breakdown(biased_asks(truth, -2.0), ["b1"], LABELS, True, EXACT).frame)[0]
+    # one order: the last-listed label c beats a, and none (listed last) beats every label
+    assert one[2] > one[0] and (one < 0.5).all()
+    avg = binary_breakdown(
+        both_asks(truth, -2.0), ["b1"], LABELS, True, EXACT, orders="both", combine="average"
+    )
+    got = values(avg.frame)[0]
+    assert list(np.argsort(-got)) == [0, 1, 2] and (got > 0.5).all()
+    # averaging sigmoid(d + h) and sigmoid(d - h) is odd in d: the order is exact, the
+    # differences are shrunk (0.68 for 0.83), still far closer to the truth than one order
+    assert np.abs(got - want).max() < 0.2 and np.abs(one - want).max() > 0.6
+    pos = binary_breakdown(
+        both_asks(truth, -2.0), ["b1"], LABELS, True, EXACT, orders="both", combine="position_term"
+    )
+    assert values(pos.frame)[0] == pytest.approx(want, abs=1e-4)
+    assert pos.bias["position_term"] == pytest.approx(-2.0, abs=1e-4)
+    # single-label: softmax over the label scores; none's rows are skipped
+    single = binary_breakdown(
+        both_asks(truth, -2.0), ["b1"], LABELS, False, EXACT, orders="both", combine="position_term"
+    )
+    assert values(single.frame)[0] == pytest.approx(softmax(truth[:3]), abs=1e-4)
+    assert single.bias["n_prompts"] == 6
+
+
+def test_estimate_binary_params_pick_the_variant_and_reject_bad_ones():
+    data = both_asks([1.0, 0.2, -0.3, -0.6], -2.0)
+    params = {"orders": "both", "combine": "position_term", "l2": 0.0, "optimizer": "lbfgs"}
+    fit = estimate_binary(params, ["b1"], LABELS, True, data)
+    assert fit.bias["position_term"] == pytest.approx(-2.0, abs=1e-4)
+    frame = estimate("binary", params, ["b1"], LABELS, True, binary=data)
+    assert values(frame)[0] == pytest.approx(values(fit.frame)[0])
+    # the paper's default: one order, which refuses data holding both
+    with pytest.raises(ValueError, match="in both orders.*params.orders: both"):
+        estimate_binary({}, ["b1"], LABELS, True, data)
+    with pytest.raises(ValueError, match="params.orders must be one of"):
+        estimate_binary({"orders": "twice"}, ["b1"], LABELS, True, data)
+    with pytest.raises(ValueError, match="params.combine must be one of"):
+        estimate_binary({"orders": "both", "combine": "mean"}, ["b1"], LABELS, True, data)
+    with pytest.raises(ValueError, match="combine: position_term needs params.orders: both"):
+        estimate_binary({"combine": "position_term"}, ["b1"], LABELS, True, data)
+    # both orders asked for, only the label-order file given
+    with pytest.raises(ValueError, match="never asked with a = 'b', b = 'a'.*binary_reversed"):
+        estimate_binary({"orders": "both"}, ["b1"], LABELS, True, biased_asks([0] * 4, 0.0))
+    with pytest.raises(ValueError, match="asks \\('a', 'b'\\) more than once"):
+        estimate_binary({}, ["b1"], LABELS, True, pd.concat([data.iloc[:1], data]))
 
 
 def test_constant_distribution():
@@ -220,3 +316,54 @@ def test_estimate_dispatch_and_validation():
     bad.loc[0, "a"] = math.nan
     with pytest.raises(ValueError, match="bad.parquet"):
         validate_distribution(bad, LABELS, True, "bad.parquet")
+
+
+def test_trace_methods_read_counted_steps_only():
+    """A repeated label and an unparsed output's stray token match add no step (the paper's
+    code took each label's first occurrence; docs/analyses.md, counted label steps)."""
+    # '["a", "b", "a"]': the repeat of a at step 2 has the largest a of all, and must not count
+    rep = make_trace(
+        "rep",
+        [[2.0, 1.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0]],
+        [(0, "a"), (1, "b"), (2, "a")],
+        ["a", "b", "a"],
+    )
+    # unparsed 'oh, so b', traced before the engine's fallback used whole words: steps for a
+    # and c at token fragments the text does not name as labels, then b
+    unparsed = Trace(
+        id="un",
+        text_out="oh, so b",
+        pred_labels=None,
+        label_steps=[LabelStep(0, "a"), LabelStep(1, "c"), LabelStep(2, "b")],
+        step_logits=[[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 6.0, 0.0], [0.0, 2.0, 1.0, 0.0]],
+        step_probs=softmax(
+            np.array([[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 6.0, 0.0], [0.0, 2.0, 1.0, 0.0]]), axis=1
+        ).tolist(),
+    )
+    frame = max_over_generations(META, [rep, unparsed], ["rep", "un"], LABELS, True)
+    p0, p1 = softmax([2.0, 1.0, 0.0, 0.0]), softmax([0.0, 3.0, 0.0, 0.0])
+    assert values(frame)[0] == pytest.approx(np.maximum(p0, p1)[:3])
+    assert values(frame)[0][0] == pytest.approx(p0[0])  # not softmax([5, 0, 0, 0])[0] ≈ 0.98
+    # only b is named ('oh, so b'): its step alone, not a's step 0 nor c's fragment at step 1
+    assert values(frame)[1] == pytest.approx(softmax([0.0, 2.0, 1.0, 0.0])[:3])
+    # compare-to-none reads the first counted step: step 2 for the unparsed output
+    ctn = compare_to_none(META, [unparsed], ["un"], LABELS, True)
+    assert values(ctn)[0] == pytest.approx(expit(np.array([0.0, 2.0, 1.0])))
+
+
+def test_trace_without_counted_step_falls_back_to_step_zero():
+    # unparsed text naming no label: the engine's fragment steps do not count
+    t = Trace(
+        id="z",
+        text_out="hmm",
+        pred_labels=None,
+        label_steps=[LabelStep(1, "b")],
+        step_logits=[[1.0, 0.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0]],
+        step_probs=softmax(np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0]]), axis=1).tolist(),
+    )
+    assert values(max_over_generations(META, [t], ["z"], LABELS, True))[0] == pytest.approx(
+        softmax([1.0, 0.0, 0.0, 0.0])[:3]
+    )
+    assert values(compare_to_none(META, [t], ["z"], LABELS, True))[0] == pytest.approx(
+        expit(np.array([1.0, 0.0, 0.0]))
+    )

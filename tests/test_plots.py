@@ -67,7 +67,8 @@ def test_fig2_grid_and_files(steps, tmp_path):
     # the dataset with no traces gets explicit empty panels
     assert texts(plot.figure).count(plots.NO_DATA) == 2
     ax = plot.figure.axes[1]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["r=1", "r=2"]
+    # n per model (legend order) under each step
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["r=1\nn=3/3", "r=2\nn=2/2"]
     assert ax.get_ylabel() == "top probability (%)"
     legend_labels = [t.get_text() for t in plot.figure.legends[0].get_texts()]
     assert legend_labels == ["base", "instruct"]
@@ -78,11 +79,18 @@ def test_fig3_second_next_text_and_ticks(steps, tmp_path):
     plot = plots.figure_second(steps)
     inter = plot.figure.axes[1]
     ticks = [t.get_text() for t in inter.get_xticklabels()]
-    assert ticks[:3] == ["second\nr=1", "r+1 pred\nr=1", "interm.@r+1\nr=1"]
+    assert ticks[:3] == [
+        "second\nr=1\nn=3/3",
+        "r+1 pred\nr=1\nn=3/3",
+        "interm.@r+1\nr=1\nn=3/3",
+    ]
     # fixture: step 1 → 1 of 3 intermediate cases, step 2 → 2 of 2
     assert "base: r=1: 33.3% (n=3), r=2: 100.0% (n=2)" in inter.get_xlabel()
     last = plot.figure.axes[0]
-    assert [t.get_text() for t in last.get_xticklabels()] == ["second\nr=1", "second\nr=2"]
+    assert [t.get_text() for t in last.get_xticklabels()] == [
+        "second\nr=1\nn=1/1",  # c1 (a and d end at step 3, beyond max_step)
+        "second\nr=2\nn=1/1",  # b2
+    ]
     check_files(plot, tmp_path, "fig3")
 
 
@@ -120,7 +128,10 @@ def test_fig4_fig5_fig6_fig11(toy, steps, tmp_path):
     rates = pd.concat(
         [
             an.tag(
-                an.multilabel_output_rate(traces), dataset="goemo", model="m", multilabel_ratio=r
+                an.multilabel_output_rate(traces, meta.labels),
+                dataset="goemo",
+                model="m",
+                multilabel_ratio=r,
             )
             for r in (0.0, 0.5, 1.0)
         ]
@@ -223,3 +234,89 @@ def test_read_tables_fills_keys_and_skips_empty(tmp_path):
     ]
     with pytest.raises(ValueError, match="2 tables but 1 key"):
         read_tables([tmp_path / "a.csv", tmp_path / "c.csv"], [{}])
+
+
+def synthetic_steps(counts: dict[tuple[str, int], int], value=lambda k: 0.1 * k) -> pd.DataFrame:
+    """Step rows of one dataset/model: ``counts[(position, step)]`` rows each."""
+    rows = []
+    for (position, step), n in counts.items():
+        for k in range(n):
+            rows.append(
+                {
+                    "dataset": "goemo",
+                    "model": "m",
+                    "id": f"{position}{step}-{k}",
+                    "step": step,
+                    "position": position,
+                    "top_prob": 0.5 + 0.04 * k,
+                    "entropy_bits": value(k) * (3 if position == "intermediate" else 1),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_small_groups_are_drawn_as_points_with_n():
+    from matplotlib.collections import PathCollection, PolyCollection
+
+    steps = synthetic_steps({("last", 1): 12, ("last", 2): 3, ("intermediate", 1): 2})
+    plot = plots.figure_step_quantity(steps, "top_prob")
+    last, inter = plot.figure.axes[0], plot.figure.axes[1]
+    assert [t.get_text() for t in last.get_xticklabels()] == ["r=1\nn=12", "r=2\nn=3"]
+    # one violin (r=1, n=12); r=2 (n=3) is its three points only
+    violins = [c for c in last.collections if isinstance(c, PolyCollection)]
+    assert len(violins) == 1
+    points = sum(len(c.get_offsets()) for c in last.collections if isinstance(c, PathCollection))
+    assert points == 12 + 3
+    assert not [c for c in inter.collections if isinstance(c, PolyCollection)]
+    assert sum(len(c.get_offsets()) for c in inter.collections) == 2
+    assert "fewer than 10" in plot.caption
+
+
+def test_fig10_panels_share_one_y_range_from_zero():
+    steps = synthetic_steps({("last", 1): 12, ("intermediate", 1): 12})
+    plot = plots.figure_step_quantity(steps, "entropy_bits")
+    last, inter = plot.figure.axes[0], plot.figure.axes[1]
+    assert last.get_ylim() == inter.get_ylim()
+    low, high = last.get_ylim()
+    top = steps["entropy_bits"].max()  # 3.3 bits, in the intermediate panel
+    assert low == pytest.approx(-0.02 * top) and high == pytest.approx(1.02 * top)
+
+
+def test_fig6_pools_runs_by_counts_and_labels_n():
+    rates = pd.DataFrame(
+        {
+            "dataset": ["goemo"] * 3,
+            "model": ["m"] * 3,
+            "prompt": ["icl50_s0", "icl50_s1", "icl100"],
+            "multilabel_ratio": [0.5, 0.5, 1.0],
+            "n": [10, 30, 20],
+            "n_multilabel": [5, 3, 10],
+            "pct_multilabel": [50.0, 10.0, 50.0],
+        }
+    )
+    pooled = plots.pool_multilabel_rates(rates).set_index("demo_pct")
+    # 8 of 40 outputs, not the mean of 50% and 10%
+    assert pooled.loc[50.0, "pct_multilabel"] == pytest.approx(20.0)
+    assert pooled.loc[50.0, ["n", "n_runs"]].tolist() == [40, 2]
+    plot = plots.figure_multilabel_icl(rates)
+    ax = plot.figure.axes[0]
+    data_lines = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_ls() != "--"]
+    assert list(data_lines[0].get_ydata()) == pytest.approx([20.0, 50.0])
+    assert {t.get_text() for t in ax.texts} == {"n=40 (2 runs)", "n=20"}
+    with pytest.raises(ValueError, match="n_multilabel"):
+        plots.pool_multilabel_rates(rates.drop(columns="n_multilabel"))
+
+
+def test_fig11_title_counts_impossible_cases():
+    positions = pd.DataFrame(
+        {
+            "dataset": "goemo",
+            "model": "m",
+            "from_step": 1,
+            "position": ["2", "never", "second_none", "second_generated"],
+            "count": [3, 2, 4, 1],
+        }
+    )
+    ax = plots.figure_second_position(positions).figure.axes[0]
+    assert "never predicted: 2; impossible (none/generated): 5" in ax.get_title()
+    assert [p.get_height() for p in ax.patches] == pytest.approx([100.0])

@@ -10,7 +10,9 @@ from multilabel_llm.datasets.canonical import CanonicalDataset
 from multilabel_llm.probes import (
     ProbeData,
     ProbeSet,
+    first_label,
     fit_probes,
+    held_out_log_loss,
     load_probe_data,
     majority_baseline,
     micro_f1,
@@ -77,8 +79,55 @@ def test_c_grid_selection_on_held_out_part():
     X, Y = synthetic(120)
     probes, selection = fit_probes(X, Y, LABELS, True, {**CFG, "C_grid": [1e-4, None]})
     assert selection["C"].isna().tolist() == [False, True]  # None (no penalty) is NaN here
-    # a tiny C shrinks every weight to ~0 and predicts no labels; no penalty wins
-    assert probes.C is None
+    # a tiny C shrinks every weight to ~0: probabilities ~0.5, held-out log-loss ~log 2
+    assert selection["val_log_loss"].iloc[0] == pytest.approx(np.log(2), abs=0.02)
+    assert probes.C is None and selection["chosen"].tolist() == [False, True]
+
+
+def test_held_out_c_stops_interpolation_and_refits_on_all_examples():
+    # fewer examples than dimensions, noisy labels: no penalty interpolates the training
+    # points, and a penalised probe does better on held-out rows
+    X, Y = synthetic(40, d=256, noise=3.0, seed=1)
+    cfg = {**CFG, "C_grid": [None, 0.01, 0.1]}
+    probes, selection = fit_probes(X, Y, LABELS, True, cfg)
+    losses = dict(zip(selection["C"].fillna(np.inf), selection["val_log_loss"], strict=True))
+    assert min(losses[0.01], losses[0.1]) < losses[np.inf]
+    assert probes.C == min((0.01, 0.1), key=losses.get)
+    assert probes.svd.components_.shape[0] == 39  # refitted on all 40 rows: n - 1 components
+    with pytest.raises(ValueError, match="training.probes.C_grid"):
+        fit_probes(X, Y, LABELS, True, {**CFG, "C_grid": [None, -1.0]})
+
+
+def test_held_out_log_loss_by_hand():
+    probes = ProbeSet(labels=["a"], multilabel=True)
+    probes.predict_proba = lambda X: np.array([[0.8], [0.25]])
+    expected = -(np.log(0.8) + np.log(0.75)) / 2  # first present, second absent
+    assert held_out_log_loss(probes, None, np.array([[1], [0]])) == pytest.approx(expected)
+
+
+def test_degenerate_probe_is_reported_not_scored():
+    X, Y = synthetic(60)
+    pred = np.zeros_like(Y)
+    pred[:, 2] = 1  # the model says "sadness" for every example, as in the demo
+    data = ProbeData(
+        ids=[str(i) for i in range(60)], X=X, gold=Y, pred=pred,
+        parsed=np.ones(60, dtype=bool), first=np.full(60, 2),
+    )  # fmt: skip
+    scores, probes = probe_scores(data, data, LABELS, True, CFG)
+    by = scores.set_index("variant")
+    assert not by.loc["Gold", "degenerate"] and by.loc["Gold", "micro_f1"] > 0.5
+    assert by.loc["Pred", "degenerate"] and np.isnan(by.loc["Pred", "micro_f1"])
+    assert by.loc["Pred", "note"] == (
+        "degenerate: predicts sadness for all 60 evaluated examples "
+        "(micro-F1 of that fixed set: 1.00)"
+    )
+    assert by.loc["Pred 2+", "degenerate"] and np.isnan(by.loc["Pred 2+", "micro_f1"])
+    assert probes["pred"].note.startswith("degenerate") and probes["gold"].note == ""
+    # the Gold probe's distribution carries the training note only when it is degenerate
+    assert "note" not in probe_distribution(probes["gold"], ["0"], X[:1]).columns
+    probes["gold"].note = "degenerate: predicts no label for all 40 evaluated examples"
+    frame = probe_distribution(probes["gold"], ["0"], X[:1])
+    assert frame["note"].iloc[0].startswith("Gold probe on the probe eval set: degenerate")
 
 
 def test_single_label_probe_rows_sum_to_one():
@@ -116,6 +165,28 @@ def test_pred_2plus_masks_only_the_first_label():
     mask = np.ones((rows.sum(), 3), dtype=bool)
     mask[np.arange(rows.sum()), first[rows]] = False
     assert by.loc["Pred 2+", "micro_f1"] == pytest.approx(micro_f1(Y[rows], hard, mask))
+
+
+def _trace(text, pred, steps):
+    return Trace("x", text, pred, [LabelStep(k, lab) for k, lab in steps], [], [])
+
+
+def test_first_label_is_the_first_counted_step():
+    # parsed outputs: the first label step that is not none
+    assert (
+        first_label(
+            _trace("", ["joy", "sadness", "joy"], [(2, "joy"), (5, "sadness"), (8, "joy")]), LABELS
+        )
+        == "joy"
+    )
+    assert first_label(_trace("", ["sadness"], [(1, "none"), (3, "sadness")]), LABELS) == "sadness"
+    # unparsed 'I feel sad, joy': a fallback step at the "sad" fragment of a label the text
+    # does not name is not the first label; joy, named as a word, is
+    unparsed = _trace("I feel sad, joy", None, [(3, "sadness"), (5, "joy")])
+    assert first_label(unparsed, LABELS) == "joy"
+    # no counted step: the first parsed label in text order
+    assert first_label(_trace("", ["sadness", "anger"], []), LABELS) == "sadness"
+    assert first_label(_trace("nothing", None, [(2, "anger")]), LABELS) is None
 
 
 def test_pred_probe_without_parsed_outputs_is_reported_untrained_not_zero():

@@ -119,7 +119,8 @@ def test_parse_output(text, fmt, labels, spans):
 @pytest.mark.parametrize(
     ("text", "fmt"),
     [
-        ('\n{"label": ["fear"', "json"),  # cut off
+        ('\n{"label": ["fe', "json"),  # cut off inside the only label
+        ('\n{"label": ["fear"] and more', "json"),  # text after the list: not a cut list
         ("I think it is sad", "json"),  # no JSON at all
         ('{"labels": "fear"}', "json"),  # wrong shape
         ("", "comma"),
@@ -133,3 +134,80 @@ def test_unparseable_outputs(text, fmt):
 def test_unknown_labels_are_reported_not_kept():
     out = parse_output('{"label": ["fear", "happiness"]}', ["fear", "joy"], "json")
     assert out.labels == ["fear"] and out.unknown == ["happiness"]
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "spans"),
+    [
+        # complete items count; a trailing fragment only if it is a whole label name
+        ('\n{"label": ["sadness", "joy', ["sadness", "joy"], [("sadness", 13), ("joy", 24)]),
+        ('\n{"label": ["sadness", "jo', ["sadness"], [("sadness", 13)]),
+        ('\n{"label": ["sadness", ', ["sadness"], [("sadness", 13)]),
+        ('\n{"label": ["sadness"]', ["sadness"], [("sadness", 13)]),  # brace missing
+        ('\n{"label": ["none', [], [("none", 13)]),
+    ],
+)
+def test_cut_json_list_is_read_up_to_the_cut(text, labels, spans):
+    out = parse_output(text, ["joy", "sadness"], "json")
+    assert out.truncated is True
+    assert out.labels == labels and out.spans == spans
+
+
+def test_cut_comma_list_and_complete_lists_are_not_flagged():
+    labs = ["care", "loyalty"]
+    cut = parse_output(" care, loy", labs, "comma")
+    assert (cut.labels, cut.truncated, cut.unknown) == (["care"], True, [])
+    assert parse_output(" care, ", labs, "comma").truncated is True
+    whole = parse_output(" care, loyalty", labs, "comma")  # ended by EOS, last item whole
+    assert (whole.labels, whole.truncated) == (["care", "loyalty"], False)
+    done = parse_output('\n{"label": ["care"]}', labs, "json")
+    assert done.truncated is False
+    only = parse_output('\n{"label": ["lo', labs, "json")
+    assert only.labels is None and only.truncated is True
+
+
+GERMAN = ["Ärger", "Freude", "Angst", "Überraschung"]
+FRENCH = ["colère", "joie", "peur", "écœurement"]
+
+
+def test_non_ascii_labels_round_trip():
+    assert format_labels(["Ärger"], "json") == '{"label": ["Ärger"]}'  # not \u00c4rger
+    out = parse_output('\n{"label": ["Ärger", "Überraschung"]}', GERMAN, "json")
+    assert out.labels == ["Ärger", "Überraschung"]
+    assert out.spans == [("Ärger", 13), ("Überraschung", 22)]
+    fr = parse_output('\n{"label": ["colère", "écœurement"]}', FRENCH, "json")
+    assert fr.labels == ["colère", "écœurement"] and fr.unknown == []
+    assert parse_output(" colère, peur\n", FRENCH, "comma").labels == ["colère", "peur"]
+    # the escaped spelling a model might copy from an old prompt still parses
+    assert parse_output('{"label": ["\\u00c4rger"]}', GERMAN, "json").labels == ["Ärger"]
+
+
+def test_templating_is_literal():
+    ds = toy_dataset()
+    ds.examples.loc[ds.examples["id"] == "tr1", "text"] = "see {label} and {text} and {labels}"
+    spec = resolve_prompt(TOY_PROMPT_CFG, ds.name)
+    pb = PromptBuilder.from_dataset(spec, ds)
+    query = "what is {label}? and {text}"
+    prompt = pb.prompt(query)
+    assert prompt.endswith("\nInput: what is {label}? and {text}")
+    demo_texts = [t for t, _ in pb.demos]
+    if "see {label} and {text} and {labels}" in demo_texts:
+        assert "Input: see {label} and {text} and {labels}\n{" in prompt
+    # a demo text with a placeholder, built directly: gold labels go only where the template
+    # puts them
+    block = pb.block("a {label} b", ["joy"])
+    assert block == 'Input: a {label} b\n{"label": ["joy"]}\n'
+    assert pb.query("x {label} y") == "Input: x {label} y\n"
+    assert prompt.count('{"label"') == len(pb.demos)
+
+
+def test_max_new_tokens_validation():
+    with pytest.raises(ValueError, match="max_new_tokens 'lots'"):
+        resolve_prompt({**TOY_PROMPT_CFG, "max_new_tokens": "lots"}, "goemotions")
+    with pytest.raises(ValueError, match="max_new_tokens 0"):
+        resolve_prompt({**TOY_PROMPT_CFG, "max_new_tokens": 0}, "goemotions")
+    with pytest.raises(ValueError, match="label_scoring 'beam'"):
+        resolve_prompt({**TOY_PROMPT_CFG, "label_scoring": "beam"}, "goemotions")
+    assert (
+        resolve_prompt({**TOY_PROMPT_CFG, "max_new_tokens": "auto"}, "x").max_new_tokens == "auto"
+    )

@@ -43,7 +43,12 @@ CONFIG = {
         "toy-instruct": {"family": "toy", "instruct": True},
     },
     "prompts": {
-        "half": {"name": "half", "multilabel_ratio": 0.5, "label_order": "alphabetical"},
+        "half": {
+            "name": "half",
+            "multilabel_ratio": 0.5,
+            "label_order": "alphabetical",
+            "hidden_states": True,
+        },
         "all-reverse": {"name": "all-reverse", "multilabel_ratio": 1.0, "label_order": "reverse"},
     },
     "methods": {

@@ -3,13 +3,13 @@
 .ci/slurm/start_cluster.sh brings up slurmctld + slurmd on localhost (partitions ``cpu`` and
 ``a100``, two fake A100s), installing Debian's slurm-wlm and munge when absent. The
 experiment ``slurm_test`` runs the bundled SmolLM2 twice: as itself (size class tiny, CPU)
-and as ``smollm2-as-70b`` (size class 70b, a routing test, never a 70B result). Evidence
+and as ``smollm2-as-70b`` (size class b70, a routing test, never a 70B result). Evidence
 comes from SLURM's own job completion log (JobCompLoc), joined to Snakemake's jobs through the
 plugin's per-job sbatch logs (``.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log``):
 
 * every non-local job of the planned DAG ran through sbatch and completed;
-* the 70b-class inference jobs ran on ``a100``, everything else on ``cpu``;
-* fault tolerance: the 70b trace job is SIGKILLed (``scancel -s KILL``) after its first
+* the b70-class inference jobs ran on ``a100``, everything else on ``cpu``;
+* fault tolerance: the b70 trace job is SIGKILLed (``scancel -s KILL``) after its first
   shard; Snakemake resubmits it (profile ``retries``), the retry resumes from the finished
   shards, and the run completes.
 """
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("MLLLM_SLURM_DIR", "/tmp/mlllm-slurm"))
 JOBCOMP = STATE / "jobcomp.log"
 TARGET = "results/tables/alignment_goemotions.csv"
-BIG = "smollm2-as-70b"  # the model slot declared as size class 70b
+BIG = "smollm2-as-70b"  # the model slot declared as size class b70
 GPU_RULES = {"extract_traces", "extract_traces_hidden", "score_unary", "score_binary"}
 KILLED_TRACES = f"results/traces/goemotions/{BIG}/json10/main_test_set"
 
@@ -168,7 +168,7 @@ def sbatch_logs(workdir: Path) -> pd.DataFrame:
 
 
 def _kill_after_first_shard(proc: subprocess.Popen, workdir: Path, timeout: float = 600) -> str:
-    """Wait until the 70b trace job has written its first shard, then SIGKILL its SLURM job
+    """Wait until the b70 trace job has written its first shard, then SIGKILL its SLURM job
     (every process of it, as a node crash would). Returns the killed job id."""
     shard = workdir / KILLED_TRACES / "shards" / "shard-00000.jsonl.gz"
     deadline = time.time() + timeout
@@ -176,7 +176,7 @@ def _kill_after_first_shard(proc: subprocess.Popen, workdir: Path, timeout: floa
         if shard.exists():
             break
         time.sleep(0.2)
-    assert shard.exists(), "the 70b trace job never wrote its first shard"
+    assert shard.exists(), "the b70 trace job never wrote its first shard"
     out = subprocess.run(
         ["squeue", "-h", "--states=RUNNING", "-o", "%i|%P|%k"],
         capture_output=True,
@@ -185,7 +185,7 @@ def _kill_after_first_shard(proc: subprocess.Popen, workdir: Path, timeout: floa
     ).stdout
     wanted = f"rule_extract_traces_wildcards_goemotions_{BIG}_json10_main_test_set"
     ids = [line.split("|")[0] for line in out.splitlines() if line.endswith(wanted)]
-    assert len(ids) == 1, f"expected one running 70b trace job, squeue says:\n{out}"
+    assert len(ids) == 1, f"expected one running b70 trace job, squeue says:\n{out}"
     subprocess.run(["scancel", "--signal=KILL", "--full", ids[0]], check=True)
     return ids[0]
 
@@ -246,12 +246,12 @@ def test_tiny_dag_runs_through_slurm_with_routing_and_retry(cluster, workdir):
     assert ran == planned, f"not via sbatch: {planned - ran}; unexpected: {ran - planned}"
     assert not (rules & local)
 
-    # Routing: the 70b-class model's inference on a100, all else on cpu.
+    # Routing: the b70-class model's inference on a100, all else on cpu.
     for row in merged.itertuples():
         big_gpu_job = row.rule in GPU_RULES and f"_{BIG}_" in f"_{row.wildcards}_"
         expected = "a100" if big_gpu_job else "cpu"
         assert row.Partition == expected, (row.rule, row.wildcards, row.Partition)
-    assert (completed["Partition"] == "a100").sum() >= 2  # traces + unary of the 70b slot
+    assert (completed["Partition"] == "a100").sum() >= 2  # traces + unary of the b70 slot
 
     # Fault tolerance: the killed job failed in SLURM, a retry of the same job completed
     # and resumed from the shard(s) the killed attempt had finished.

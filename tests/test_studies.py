@@ -17,6 +17,8 @@ from multilabel_llm.studies import (
     resolve_studies,
 )
 
+from ._dag import run_snakemake, scratch_workdir
+
 
 @pytest.fixture(scope="module")
 def paper():
@@ -195,3 +197,56 @@ def test_boxes_is_prompted_about_objects_not_emotions(paper):
         prompt = cfg["prompts"][slot]
         spec = resolve_prompt(prompt, "boxes", pick_template(prompt, "boxes", "boxes"))
         assert "objects" in spec.instruction and "emotion" not in spec.instruction, slot
+
+
+NO_HIDDEN = "prompts.json10.hidden_states=false"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # the demo's alignment study scores the probes method with prompt json10
+        (NO_HIDDEN, r"'prompts.json10.hidden_states': study 'alignment' scores method 'probes'"),
+        # without that method, the probes study (Fig 7) still reads json10's hidden states
+        (
+            f"{NO_HIDDEN} ~methods.probes",
+            r"'prompts.json10.hidden_states': study 'probes' lists \['fig7'\].*set "
+            r"prompts.json10.hidden_states: true",
+        ),
+    ],
+)
+def test_listed_probe_study_without_hidden_states_stops_at_config_time(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"experiment": "demo", "overrides": override})
+
+
+def test_default_studies_leave_out_probes_without_hidden_states():
+    """Without ``studies:`` the experiment gets what it can produce: no Fig 7, no probes
+    method, no probe test sets, the rest unchanged."""
+    with_hidden = resolve_studies(load_config({"experiment": "demo", "overrides": "~studies"}))
+    assert with_hidden["probes"].artifacts == ["fig7"]
+    assert "probes" in with_hidden["alignment"].methods
+    cfg = load_config({"experiment": "demo", "overrides": f"~studies {NO_HIDDEN}"})
+    studies = resolve_studies(cfg)
+    assert "probes" not in studies  # its only artifact is Fig 7
+    assert not any({"fig7", "fig15"} & set(s.artifacts) for s in studies.values())
+    assert "probes" not in studies["alignment"].methods
+    assert studies["alignment"].methods == [
+        m for m in with_hidden["alignment"].methods if m != "probes"
+    ]
+    assert set(studies) == set(with_hidden) - {"probes"}
+    assert not {"probe_train", "probe_eval"} & set(evaluated_testsets(cfg, studies, "goemotions"))
+
+
+def test_dag_without_hidden_states_builds(tmp_path):
+    """Issue 15: a dataset and a prompt without hidden_states failed the DAG with a missing
+    hidden.npz for train_probes; now the default studies skip the probes (dry run)."""
+    work = scratch_workdir(tmp_path, "data")
+    proc = run_snakemake(
+        work, "-n", "--config", "experiment=slurm_test", "overrides=~studies", timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MissingInputException" not in proc.stderr
+    assert "train_probes" not in proc.stdout and "figure_fig7" not in proc.stdout
+    assert "figure_fig2" in proc.stdout  # the other default studies are still planned
+    assert "fig7 left out (default studies)" in proc.stderr

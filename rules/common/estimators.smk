@@ -15,7 +15,13 @@ def est_params(method):
     return dict(method_cfg(method).get("params") or {})
 
 
-ESTIMATED_METHODS = [m for m in METHODS if est_kind(m) in ESTIMATOR_KINDS]
+# binary methods have their own rule, estimate_binary, which also writes the position bias
+ESTIMATED_METHODS = [
+    m for m in METHODS if est_kind(m) in ESTIMATOR_KINDS and est_kind(m) != "binary"
+]
+
+
+BINARY_METHODS = [m for m in METHODS if est_kind(m) == "binary"]
 
 
 MARGINALIZED_METHODS = [m for m in METHODS if est_kind(m) == "marginalization"]
@@ -57,4 +63,66 @@ def estimate_inputs(wildcards):
     if kind in ("unary", "binary"):
         breakdown = f"{RESULTS}/breakdown/{wildcards.dataset}/{wildcards.model}"
         inputs[kind] = f"{breakdown}/{wildcards.testset}/{kind}.parquet"
+        # orders: both also asks every pair the other way round (rule score_binary_reversed)
+        if kind == "binary" and params.get("orders", "one") == "both":
+            inputs["binary_reversed"] = (
+                f"{breakdown}/{wildcards.testset}/binary_reversed.parquet"
+            )
     return inputs
+
+
+def binary_bias_cells():
+    """The alignment cells of binary-breakdown methods, one position-bias row each.
+
+    Breakdown scores do not depend on the prompt variant, so each (dataset, model, test set,
+    method) is listed once, with the first prompt that scores it.
+    """
+    cells = {}
+    for d in align_datasets():
+        for run in align_runs(d):
+            if run["method"] in BINARY_METHODS:
+                key = (d, run["model"], run["testset"], run["method"])
+                cells.setdefault(key, {"dataset": d, **run})
+    return list(cells.values())
+
+
+def binary_bias_file(cell):
+    return (
+        f"{RESULTS}/distributions/{cell['dataset']}/{cell['model']}/{cell['prompt']}/"
+        f"{cell['testset']}/{cell['method']}.position_bias.csv"
+    )
+
+
+# The report page of the position-bias table (rules/common/report.smk adds it when some
+# alignment cell runs a binary method: report_table_names uses binary_bias_report_tables()).
+BINARY_BIAS_REPORT_TABLES = {
+    "binary_position_bias": dict(
+        title="Binary breakdown: answer-position bias",
+        caption=(
+            "Per binary-breakdown run: mean P('a') over the asked prompts and the share "
+            "answered 'a' (0.5 without a position preference), the fitted position term "
+            "(logits, > 0 favours 'a'; only with combine: position_term), and the Spearman "
+            "correlation between a label's place in the list and its mean Bradley-Terry score "
+            "(near 1: later labels win because they are shown as 'b'). orders: one asks each "
+            "pair in label order (the paper's method); both asks it both ways."
+        ),
+        subcategory="Alignment (§5, §D)",
+        digits=3,
+        columns=[
+            "dataset",
+            "model",
+            "testset",
+            "method",
+            "orders",
+            "combine",
+            "mean_p_a",
+            "share_a",
+            "position_term",
+            "score_position_corr",
+        ],
+    )
+}
+
+
+def binary_bias_report_tables():
+    return list(BINARY_BIAS_REPORT_TABLES) if binary_bias_cells() else []

@@ -159,7 +159,13 @@ def figure_select(name):
         return {}
     methods = study.methods
     if name == "fig8":
-        methods = [m for m in methods if method_cfg(m)["kind"] == "binary"]
+        # the paper's variants (one order); both-order ones are in the position-bias table
+        methods = [
+            m
+            for m in methods
+            if method_cfg(m)["kind"] == "binary"
+            and (method_cfg(m).get("params") or {}).get("orders", "one") == "one"
+        ]
     return {
         "model": study.models,
         "prompt": study.prompts,

@@ -89,6 +89,7 @@ REPORT_TABLES = {
         )
         for name in globals().get("PAPER_ALIGNMENT_TABLES", {})
     },
+    **BINARY_BIAS_REPORT_TABLES,
 }
 
 
@@ -105,6 +106,7 @@ def report_table_names():
             names.append(table)
     names += [f"alignment_{d}" for d in align_datasets()]
     names += list(globals().get("PAPER_ALIGNMENT_TABLES", {}))
+    names += binary_bias_report_tables()
     return names
 
 

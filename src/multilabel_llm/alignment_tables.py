@@ -10,6 +10,12 @@ Two products:
   dataset type reads ``N/A``; a method with no distribution file reads ``—``.
 Method rows take their names from the method config (``display_name``, ``group``,
 ``order``, ``applies_to``), so any distribution file (probes, Demux, SFT) becomes a row.
+
+A supervised row that did not learn is marked *untrained* (:func:`mark_untrained`) instead of
+printing numbers that look like results: when it beats the constant baseline on none of the
+table's metrics, when its output is the same for every test example, or when its training
+said so (a ``note`` column in its distribution file, e.g. a degenerate probe). The numbers
+stay in the CSV; the Markdown/LaTeX cells read ``untrained`` with the reason under the table.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ METRIC_TITLES = {
 PAPER_METRICS = ("nll", "l1", "example_f1")
 NOT_APPLICABLE = "N/A"
 MISSING = "—"
+UNTRAINED = "untrained"
+BASELINE = "constant"  # the method slot supervised rows must beat (config/method/constant.yaml)
+CONSTANT_SPREAD = 1e-6  # output std (max over labels) below this: the same answer everywhere
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,7 @@ def score_distribution(
     validate_distribution(frame, dataset.labels, True, source)  # range/columns; sums below
     q = align_to_ids(frame, ids, dataset.labels, source)
     h, gold, n_fallback = reference_distribution(dataset, ids)
+    notes = frame["note"].dropna().astype(str).unique().tolist() if "note" in frame else []
     scores = score_examples(q, h, gold, dataset.multilabel, settings, ids)
     cis = bootstrap_ci(scores, bootstrap.n, bootstrap.seed, bootstrap.alpha)
     row = {
@@ -123,6 +133,9 @@ def score_distribution(
         "reference": "human"
         if n_fallback == 0
         else ("gold" if n_fallback == len(ids) else "mixed"),
+        # how much the output varies across examples (0: one answer for every example)
+        "output_spread": float(q.std(axis=0).max()) if len(q) else 0.0,
+        "note": "; ".join(n for n in notes if n),  # what the method's training reported
     }
     for metric, (mean, lo, hi) in cis.items():
         row[metric] = mean
@@ -172,7 +185,64 @@ def alignment_table(
         return frame
     frame["_g"] = frame["group"].map(GROUP_ORDER.index)
     frame = frame.sort_values(["model", "prompt", "testset", "_g", "order", "display_name"])
-    return frame.drop(columns="_g").reset_index(drop=True)
+    return mark_untrained(frame.drop(columns="_g").reset_index(drop=True))
+
+
+def mark_untrained(
+    frame: pd.DataFrame, baseline: str = BASELINE, metrics: Sequence[str] = PAPER_METRICS
+) -> pd.DataFrame:
+    """Add ``untrained`` (bool) and ``untrained_reason`` to the supervised rows of an alignment
+    frame; other rows get False and "".
+
+    A supervised row is untrained when its training reported so (``note``), when its output
+    is the same for every example (``output_spread``), or when it beats the ``baseline``
+    method's row of the same dataset/model/prompt/test set on none of ``metrics`` (means;
+    ties do not beat). Without a baseline row only the first two apply.
+    """
+    frame = frame.copy()
+    frame["untrained"] = False
+    frame["untrained_reason"] = ""
+    if frame.empty:
+        return frame
+    keys = [k for k in ("dataset", "model", "prompt", "testset") if k in frame.columns]
+    base = frame[frame["method"] == baseline].drop_duplicates(keys).set_index(keys)
+    for pos, rec in enumerate(frame.to_dict("records")):
+        if rec.get("group") != "supervised":
+            continue
+        reasons = []
+        note = rec.get("note")
+        if isinstance(note, str) and note:
+            reasons.append(note)
+        spread = rec.get("output_spread")
+        if spread is not None and not pd.isna(spread) and spread < CONSTANT_SPREAD:
+            reasons.append(f"the same output for all {rec.get('n_examples', '?')} examples")
+        key = tuple(rec[k] for k in keys)
+        if key in base.index:
+            ref = base.loc[key]
+            beats = [
+                m for m in metrics if (rec[m] < ref[m] if LOWER_IS_BETTER[m] else rec[m] > ref[m])
+            ]
+            if not beats:
+                shown = ", ".join(
+                    f"{METRIC_TITLES[m].split()[0]} {rec[m]:.2f} vs {ref[m]:.2f}" for m in metrics
+                )
+                reasons.append(f"beats {ref['display_name']} on no metric ({shown})")
+        if reasons:
+            frame.iloc[pos, frame.columns.get_loc("untrained")] = True
+            frame.iloc[pos, frame.columns.get_loc("untrained_reason")] = "; ".join(reasons)
+    return frame
+
+
+def untrained_notes(rows: Sequence[tuple[str, str]]) -> list[str]:
+    """Footnote lines for the marked rows: ``(what, reason)`` pairs."""
+    if not rows:
+        return []
+    head = (
+        f"{UNTRAINED}: a supervised method that learned nothing usable here (beats the constant "
+        "baseline on no metric, one output for every example, or so reported by its training, "
+        "e.g. under the demo's small training budget); its numbers are in the CSV."
+    )
+    return [head, *[f"- {what}: {reason}" for what, reason in rows]]
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -228,9 +298,7 @@ def alignment_markdown(
     header = ["Model", "Prompt", "Test set", "Method", "n", *[METRIC_TITLES[m] for m in metrics]]
     rows = []
     for rec in frame.to_dict("records"):
-        cells = [
-            format_cell(rec[m], rec[f"{m}_ci_low"], rec[f"{m}_ci_high"], digits) for m in metrics
-        ]
+        cells = _row_cells(rec, metrics, digits)
         if not rec.get("applicable", True):
             cells = [f"({c})" for c in cells]  # scored, but the paper reports N/A
         rows.append(
@@ -243,7 +311,27 @@ def alignment_markdown(
                 *cells,
             ]
         )
-    return _markdown(header, rows)
+    notes = untrained_notes(_marked(frame))
+    return _markdown(header, rows) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def _row_cells(rec: Mapping, metrics: Sequence[str], digits: int) -> list[str]:
+    if rec.get("untrained") is True:
+        return [UNTRAINED] * len(metrics)
+    return [format_cell(rec[m], rec[f"{m}_ci_low"], rec[f"{m}_ci_high"], digits) for m in metrics]
+
+
+def _marked(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(row label, reason) of the untrained rows of an alignment frame."""
+    if frame.empty or "untrained" not in frame.columns:
+        return []
+    return [
+        (
+            f"{r['display_name']} ({r['model']}, {r['prompt']}, {r['testset']})",
+            r["untrained_reason"],
+        )
+        for r in frame[frame["untrained"] == True].to_dict("records")  # noqa: E712
+    ]
 
 
 def alignment_latex(
@@ -260,9 +348,7 @@ def alignment_latex(
         r"\midrule",
     ]
     for rec in frame.to_dict("records"):
-        cells = [
-            format_cell(rec[m], rec[f"{m}_ci_low"], rec[f"{m}_ci_high"], digits) for m in metrics
-        ]
+        cells = _row_cells(rec, metrics, digits)
         row = [
             rec["model"],
             rec["prompt"],
@@ -273,6 +359,7 @@ def alignment_latex(
         ]
         lines.append(" & ".join(latex_escape(c) for c in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += _latex_notes(_marked(frame))
     if caption:
         lines.append(r"\caption{" + latex_escape(caption) + "}")
     lines.append(r"\end{table}")
@@ -297,10 +384,13 @@ def paper_table(
     prompt: str | None = None,
     testset: str | None = None,
     metrics: Sequence[str] = PAPER_METRICS,
+    baseline: str = BASELINE,
 ) -> pd.DataFrame:
     """Long-to-wide: one row per method, per (dataset, metric) ``mean/ci_low/ci_high`` plus a
-    ``{dataset}_status`` column (``ok``, ``not_applicable`` or ``missing``; spelled out because
-    CSV readers turn "N/A" into NaN).
+    ``{dataset}_status`` column (``ok``, ``not_applicable``, ``missing`` or ``untrained``;
+    spelled out because CSV readers turn "N/A" into NaN) and ``{dataset}_note`` (why a row is
+    untrained: :func:`mark_untrained` against the ``baseline`` method on ``metrics``; the
+    numbers are kept).
 
     ``alignment`` is the concatenation of the per-dataset alignment tables; when a model has
     several prompts or test sets, ``prompt``/``testset`` pick one (the first otherwise).
@@ -312,6 +402,7 @@ def paper_table(
         testset = sorted(sel["testset"].unique())[0]
     if not sel.empty:
         sel = sel[(sel["prompt"] == prompt) & (sel["testset"] == testset)]
+        sel = mark_untrained(sel, baseline, metrics)
     datasets = sorted(datasets, key=lambda d: d.multilabel)  # single-label first, stable
     rows = []
     for info in sorted(methods, key=MethodInfo.sort_key):
@@ -326,15 +417,19 @@ def paper_table(
                 if not sel.empty
                 else sel
             )
-            status = "ok"
+            status, note = "ok", ""
             if not info.applies(ds.multilabel):
                 status = "not_applicable"
             elif hit.empty:
                 status = "missing"
+            elif bool(hit.iloc[0]["untrained"]):
+                status, note = "untrained", str(hit.iloc[0]["untrained_reason"])
             row[f"{ds.name}_status"] = status
+            row[f"{ds.name}_note"] = note
+            scored = status in ("ok", "untrained")
             for m in metrics:
                 for suffix in ("", "_ci_low", "_ci_high"):
-                    value = float(hit.iloc[0][f"{m}{suffix}"]) if status == "ok" else float("nan")
+                    value = float(hit.iloc[0][f"{m}{suffix}"]) if scored else float("nan")
                     row[f"{ds.name}_{m}{suffix}"] = value
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -348,10 +443,13 @@ def paper_table(
     return table
 
 
-def _best_rows(table: pd.DataFrame, methods: Sequence[MethodInfo], column: str, metric: str):
-    """Row positions holding the best mean of ``column`` (reference rows excluded)."""
+def _best_rows(
+    table: pd.DataFrame, methods: Sequence[MethodInfo], column: str, metric: str, status: str
+):
+    """Row positions holding the best mean of ``column`` (reference and untrained rows
+    excluded)."""
     ref = {m.name for m in methods if m.group == "reference"}
-    values = table[column].where(~table["method"].isin(ref))
+    values = table[column].where(~table["method"].isin(ref) & (table[status] == "ok"))
     if values.isna().all():
         return set()
     best = values.min() if LOWER_IS_BETTER[metric] else values.max()
@@ -363,13 +461,15 @@ def _paper_cells(table, methods, datasets, metrics, digits, bold):
     for ds in datasets:
         for m in metrics:
             col = f"{ds.name}_{m}"
-            best = _best_rows(table, methods, col, m)
+            best = _best_rows(table, methods, col, m, f"{ds.name}_status")
             for r, rec in enumerate(table.to_dict("records")):
                 status = rec[f"{ds.name}_status"]
                 if status == "not_applicable":
                     cells[r].append(NOT_APPLICABLE)
                 elif status == "missing":
                     cells[r].append(MISSING)
+                elif status == "untrained":
+                    cells[r].append(UNTRAINED)
                 else:
                     text = format_cell(
                         rec[col], rec[f"{col}_ci_low"], rec[f"{col}_ci_high"], digits
@@ -399,7 +499,27 @@ def paper_table_markdown(
         previous = rec["group"]
         rows.append([group, rec["display_name"], *row_cells])
     head = f"{title}\n\n" if title else ""
-    return head + _markdown(header, rows)
+    notes = untrained_notes(_paper_marked(table, datasets))
+    return head + _markdown(header, rows) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def _paper_marked(table: pd.DataFrame, datasets: Sequence[DatasetColumn]):
+    """(row label, reason) of the untrained cells of a paper table."""
+    return [
+        (f"{rec['display_name']} on {ds.display_name}", rec.get(f"{ds.name}_note", ""))
+        for rec in table.to_dict("records")
+        for ds in datasets
+        if rec.get(f"{ds.name}_status") == "untrained"
+    ]
+
+
+def _latex_notes(marked) -> list[str]:
+    notes = untrained_notes(marked)
+    if not notes:
+        return []
+    return [r"\par\smallskip\footnotesize " + latex_escape(notes[0])] + [
+        r"\\ " + latex_escape(line) for line in notes[1:]
+    ]
 
 
 def _multicolumn(n: int, text: str) -> str:
@@ -461,6 +581,7 @@ def paper_table_latex(
         ]
         lines.append(" & ".join([group, latex_escape(rec["display_name"]), *out]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += _latex_notes(_paper_marked(table, datasets))
     if caption:
         lines.append(r"\caption{" + latex_escape(caption) + "}")
     if label:

@@ -15,6 +15,14 @@ after 10 stalled iterations) from an *unseeded* random start; here the start is 
 all examples are fitted together in one vectorised Adam (each example's loss and Adam state
 are independent, so batching changes nothing but speed). ``optimizer="lbfgs"`` solves the
 same convex problem to high precision with scipy, as a cross-check.
+
+**Position (home-advantage) term.** When each pair is asked in both orders the model's
+preference for the first- or second-shown answer can be fitted instead of absorbed into the
+scores: ``pairs[k] = (first shown, second shown)`` and
+``P(first shown is chosen) = sigmoid(s_i - s_j + h)`` with one ``h`` per example
+(:func:`fit_bradley_terry_position`). ``h > 0`` favours answer "a", ``h < 0`` answer "b";
+``h`` is included in the L2 penalty, which keeps it finite when every answer is the same
+letter (hard outcomes).
 """
 
 from __future__ import annotations
@@ -65,9 +73,15 @@ def _check_inputs(probs, pairs, n_items):
     return probs, pairs
 
 
-def bt_loss_and_grad(scores, probs, pairs, l2):
-    """Loss per example (n,) and gradient (n, K) of the objective above."""
+def bt_loss_and_grad(scores, probs, pairs, l2, position_term: bool = False):
+    """Loss per example (n,) and gradient (n, K) of the objective above.
+
+    With ``position_term`` the last column of ``scores`` is the per-example position term
+    ``h`` (added to every pair's score difference), so the shapes are (n, K + 1).
+    """
     diff = scores[:, pairs[:, 0]] - scores[:, pairs[:, 1]]  # (n, P)
+    if position_term:
+        diff = diff + scores[:, -1:]
     # BCE(p, sigmoid(d)) = -(p log sigmoid(d) + (1-p) log sigmoid(-d)), stable via log_expit
     loss = -(probs * log_expit(diff) + (1.0 - probs) * log_expit(-diff)).sum(axis=1)
     loss = loss + l2 * (scores**2).sum(axis=1)
@@ -75,6 +89,8 @@ def bt_loss_and_grad(scores, probs, pairs, l2):
     grad = np.zeros_like(scores)
     np.add.at(grad.T, pairs[:, 0], resid.T)
     np.subtract.at(grad.T, pairs[:, 1], resid.T)
+    if position_term:
+        grad[:, -1] = resid.sum(axis=1)
     grad += 2.0 * l2 * scores
     return loss, grad
 
@@ -88,17 +104,48 @@ def fit_bradley_terry(probs, pairs, n_items: int, settings: BTSettings | None = 
     settings = settings or BTSettings()
     one = np.asarray(probs).ndim == 1
     probs, pairs = _check_inputs(probs, pairs, n_items)
-    if settings.optimizer == "lbfgs":
-        scores = _fit_lbfgs(probs, pairs, n_items, settings)
-    else:
-        scores = _fit_adam(probs, pairs, n_items, settings)
+    scores = _fit(probs, pairs, n_items, settings, position_term=False)
     return scores[0] if one else scores
 
 
-def _fit_adam(probs, pairs, n_items, settings: BTSettings) -> np.ndarray:
-    n = probs.shape[0]
+def fit_bradley_terry_position(
+    probs, pairs, n_items: int, settings: BTSettings | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(n_examples, n_items)`` and position terms ``(n_examples,)``.
+
+    ``pairs[k] = (i, j)`` means ``probs[:, k]`` is the probability that item i, shown first
+    (answer "a"), is chosen over item j: ``sigmoid(s_i - s_j + h)``. The position term is only
+    identified when pairs are asked in both orders, so every unordered pair must appear both
+    ways. A 1-D ``probs`` is one example and returns a score vector and a float.
+    """
+    settings = settings or BTSettings()
+    one = np.asarray(probs).ndim == 1
+    probs, pairs = _check_inputs(probs, pairs, n_items)
+    forward = {(int(i), int(j)) for i, j in pairs}
+    unpaired = sorted((i, j) for i, j in forward if (j, i) not in forward)
+    if unpaired:
+        raise ValueError(
+            f"a position term needs every pair in both orders; {len(unpaired)} pairs are asked "
+            f"in one order only, e.g. {unpaired[0]}"
+        )
+    params = _fit(probs, pairs, n_items, settings, position_term=True)
+    scores, home = params[:, :-1], params[:, -1]
+    return (scores[0], float(home[0])) if one else (scores, home)
+
+
+def _fit(probs, pairs, n_items, settings: BTSettings, position_term: bool) -> np.ndarray:
     rng = np.random.default_rng(settings.seed)
-    scores = rng.standard_normal((n, n_items))
+    start = rng.standard_normal((probs.shape[0], n_items))
+    if position_term:  # h starts at "no position preference"
+        start = np.concatenate([start, np.zeros((probs.shape[0], 1))], axis=1)
+    if settings.optimizer == "lbfgs":
+        return _fit_lbfgs(probs, pairs, start, settings, position_term)
+    return _fit_adam(probs, pairs, start, settings, position_term)
+
+
+def _fit_adam(probs, pairs, start, settings: BTSettings, position_term: bool) -> np.ndarray:
+    n = probs.shape[0]
+    scores = start.copy()
     m = np.zeros_like(scores)
     v = np.zeros_like(scores)
     beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults, as in the reference
@@ -106,7 +153,7 @@ def _fit_adam(probs, pairs, n_items, settings: BTSettings) -> np.ndarray:
     stalled = np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
     for t in range(1, settings.max_iter + 1):
-        loss, grad = bt_loss_and_grad(scores, probs, pairs, settings.l2)
+        loss, grad = bt_loss_and_grad(scores, probs, pairs, settings.l2, position_term)
         improved = loss < best - settings.tol
         best = np.where(improved, loss, best)
         stalled = np.where(improved, 0, stalled + 1)
@@ -122,14 +169,16 @@ def _fit_adam(probs, pairs, n_items, settings: BTSettings) -> np.ndarray:
     return scores
 
 
-def _fit_lbfgs(probs, pairs, n_items, settings: BTSettings) -> np.ndarray:
-    out = np.zeros((probs.shape[0], n_items))
-    x0 = np.random.default_rng(settings.seed).standard_normal(n_items)
+def _fit_lbfgs(probs, pairs, start, settings: BTSettings, position_term: bool) -> np.ndarray:
+    out = np.zeros_like(start)
+    if not len(start):
+        return out
+    x0 = start[0]  # one start for every example: the problem is convex, only the path differs
     for row in range(probs.shape[0]):
         p = probs[row : row + 1]
 
         def fun(s, p=p):
-            loss, grad = bt_loss_and_grad(s[None, :], p, pairs, settings.l2)
+            loss, grad = bt_loss_and_grad(s[None, :], p, pairs, settings.l2, position_term)
             return float(loss[0]), grad[0]
 
         res = minimize(

@@ -30,6 +30,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .engine.model_spec import DEFAULT_BATCH_SIZE
+from .prompts import AUTO, AUTO_SLACK
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARTITIONS = REPO_ROOT / "profiles" / "slurm" / "partitions.yaml"
 DEFAULT_PROFILE = REPO_ROOT / "profiles" / "slurm"
@@ -69,8 +72,8 @@ class Assumptions:
     label_tokens: float = 2.0  # one label name in a list ("joy, ")
     # a demo's label answer; with label_tokens, calibrated on the bundled tokenizer (docs)
     answer_tokens: tuple = (("json", 12.0), ("comma", 4.0))
-    trace_batch_size: int = 16  # engine defaults (engine/run.py) when the model sets none
-    breakdown_batch_size: int = 32
+    trace_batch_size: int = DEFAULT_BATCH_SIZE  # engine default (engine/model_spec.py) on CPU
+    breakdown_batch_size: int = DEFAULT_BATCH_SIZE
     default_gpu: str = "a100"  # when neither the job nor its partition names a known GPU
 
     def answer(self, label_format: str) -> float:
@@ -91,9 +94,9 @@ MODEL_PARAMS: dict[str, float] = {
 # When the name has no size token: the resources size class (config/resources).
 SIZE_CLASS_PARAMS: dict[str, float] = {
     "tiny": 0.135e9,
-    "1b": 1.24e9,
-    "8b": 8.03e9,
-    "70b": 70.6e9,
+    "b1": 1.24e9,
+    "b8": 8.03e9,
+    "b70": 70.6e9,
 }
 # Demux encoders (training.demux.encoder package / hf_id); model cards.
 ENCODER_PARAMS: dict[str, float] = {
@@ -500,7 +503,13 @@ class PlanContext:
             n_shots, max_new, fmt = 10, 18, "json"
         else:
             instruction, example = spec.instruction, spec.example
-            n_shots, max_new, fmt = int(spec.n_shots), int(spec.max_new_tokens), spec.label_format
+            n_shots, fmt = int(spec.n_shots), spec.label_format
+            if spec.max_new_tokens == AUTO:  # sized from the tokenizer at run time: bound it here
+                per_label = a.label_tokens + (2 if fmt == "json" else 1)
+                max_new = round((6 if fmt == "json" else 2) + stats.n_labels * per_label)
+                max_new += AUTO_SLACK
+            else:
+                max_new = int(spec.max_new_tokens)
         instr = _chars(instruction) / a.chars_per_token + stats.n_labels * a.label_tokens
         before_label = example[: example.index("{label}")] if "{label}" in example else example
         query = stats.text_tokens + _chars(before_label) / a.chars_per_token
@@ -532,7 +541,18 @@ def _count_ids(path: Path) -> int:
 
 
 def _batch(ctx: PlanContext, slot: str, default: int) -> int:
-    return int(ctx.model_cfg(slot).get("batch_size") or default)
+    """The engine's choice (engine/model_spec.py): model, else its GPU size class, else default."""
+    cfg = ctx.model_cfg(slot)
+    size_class = (
+        (ctx.config.get("resources") or {})
+        .get("size_classes", {})
+        .get(str(cfg.get("size_class")), {})
+    )
+    if cfg.get("batch_size"):
+        return int(cfg["batch_size"])
+    if size_class.get("gpu") and size_class.get("batch_size"):
+        return int(size_class["batch_size"])
+    return default
 
 
 def _llm_work(ctx: PlanContext, job: PlannedJob) -> Work | None:
@@ -696,6 +716,7 @@ WORK = {
     "extract_attention": work_attention,
     "score_unary": work_breakdown("unary"),
     "score_binary": work_breakdown("binary"),
+    "score_binary_reversed": work_breakdown("binary"),
     "marginalize": work_marginalize,
     "train_sft": work_sft,
     "train_demux": work_demux,

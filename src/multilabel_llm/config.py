@@ -25,8 +25,25 @@ GROUP_SCHEMAS = {
 }
 
 
+# Size classes were once named 1b/8b/70b; Hydra's override grammar cannot address a key that
+# starts with a digit (`resources.size_classes.70b.gpu=2` is a parse error), so they became
+# b1/b8/b70. An old name gets a message naming the new one.
+RENAMED_SIZE_CLASSES = {"1b": "b1", "8b": "b8", "70b": "b70"}
+
+
 class ConfigError(ValueError):
     """A config value or key that the pipeline cannot run with."""
+
+
+def _renamed_class_hint(overrides: list[str]) -> str:
+    """A hint for overrides that address a size class by its old name, else ''."""
+    hints = [
+        f"size class {old!r} was renamed to {new!r} ({override!r})"
+        for override in overrides
+        for old, new in RENAMED_SIZE_CLASSES.items()
+        if f"size_classes.{old}." in override.split("=", 1)[0] + "."
+    ]
+    return ("\n" + "\n".join(hints)) if hints else ""
 
 
 def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -62,7 +79,13 @@ def _overrides_from(items: dict[str, Any]) -> list[str]:
     overrides = []
     verbatim = items.pop("overrides", None)
     if isinstance(verbatim, str):
-        overrides += shlex.split(verbatim)
+        try:
+            overrides += shlex.split(verbatim)
+        except ValueError as err:  # shlex's own message names neither the key nor the text
+            raise ConfigError(
+                f"config key 'overrides': cannot split {verbatim!r} into Hydra overrides "
+                f"({err}); quote a value holding spaces as key='a b' and close every quote"
+            ) from None
     elif isinstance(verbatim, list):
         overrides += [str(v) for v in verbatim]
     elif verbatim is not None:
@@ -97,7 +120,10 @@ def compose(experiment: str, overrides: list[str] | None = None, config_dir: Pat
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
         # a YAML mistake in a config file names its file and line (yaml's own message)
-        raise ConfigError(f"composing experiment {experiment!r} with {overrides}: {err}") from None
+        raise ConfigError(
+            f"composing experiment {experiment!r} with {overrides}: {err}"
+            + _renamed_class_hint(overrides)
+        ) from None
 
 
 def _load_schema(name: str) -> dict | None:
@@ -157,17 +183,43 @@ def _cross_checks(cfg: dict) -> list[str]:
     """Checks a per-entry schema cannot express: names used as wildcards, known size classes."""
     problems = []
     classes = set((cfg.get("resources") or {}).get("size_classes", {}))
+    for old in sorted(classes & set(RENAMED_SIZE_CLASSES)):
+        problems.append(
+            f"config key 'resources.size_classes.{old}': size class {old!r} was renamed to "
+            f"{RENAMED_SIZE_CLASSES[old]!r} (Hydra overrides cannot address a name that "
+            f"starts with a digit); rename it in config/resources/"
+        )
     for slot, model in (cfg.get("models") or {}).items():
         size = (model or {}).get("size_class")
         if classes and size not in classes:
+            renamed = RENAMED_SIZE_CLASSES.get(str(size))
+            hint = f"; it was renamed to {renamed!r}" if renamed else ""
             problems.append(
-                f"config key 'models.{slot}.size_class': {size!r} is not allowed; "
+                f"config key 'models.{slot}.size_class': {size!r} is not allowed{hint}; "
                 f"allowed values: {sorted(classes)}"
             )
+    problems += _model_spec_checks(cfg)
     for group in ("datasets", "models", "prompts", "methods"):
         for slot in cfg.get(group) or {}:
             if "/" in slot or "_" == slot[:1]:
                 problems.append(f"config key '{group}.{slot}': slot names become path parts")
+    return problems
+
+
+def _model_spec_checks(cfg: dict) -> list[str]:
+    """Model loading settings that need their size class: quantisation (bitsandbytes) runs
+    on CUDA only, so a CPU size class (gpu: 0) would fail in the job; say so now."""
+    problems = []
+    classes = (cfg.get("resources") or {}).get("size_classes") or {}
+    for slot, model in (cfg.get("models") or {}).items():
+        model = model or {}
+        quant, size = model.get("quantization"), model.get("size_class")
+        if quant and size in classes and not (classes[size] or {}).get("gpu"):
+            problems.append(
+                f"config key 'models.{slot}.quantization': {quant} loading needs a GPU "
+                f"(bitsandbytes), but size class {size!r} has gpu: 0; use a GPU size class "
+                f"or quantization: null"
+            )
     return problems
 
 

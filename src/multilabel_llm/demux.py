@@ -4,7 +4,8 @@ A BERT-style encoder reads the pair (``", ".join(labels)``, text). A label's rep
 is the mean of the last hidden states over that label's word pieces in the first segment;
 a shared head Linear-Tanh-Dropout-Linear(1) turns each into a logit. Multi-label loss is BCE
 plus ``intra_loss_coef`` x the intra-label loss; single-label uses cross-entropy over the
-label logits. Early stopping on dev loss; the best epoch's weights are kept.
+label logits. Early stopping on dev loss over dev minus every evaluated test id (test sets
+are drawn from dev for some datasets); the best epoch's weights are kept.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.util
 import logging
 import math
 import random
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +103,7 @@ class DemuxModel(nn.Module):
             pool[k, inds] = 1.0 / len(inds)
         self.register_buffer("pool", pool)  # L x span averaging weights
         self.class_inds = [list(i) for i in class_inds]
+        self.train_ids: list[str] = []
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -111,33 +114,40 @@ class DemuxModel(nn.Module):
         return self.head(label_states).squeeze(-1)  # B x L logits
 
 
-def _pair_mean_exp(values: torch.Tensor) -> torch.Tensor:
-    """Mean of exp(v_i + v_j) over unordered pairs i < j (0 when fewer than two values)."""
-    n = values.numel()
-    if n < 2:
-        return values.new_zeros(())
-    i, j = torch.triu_indices(n, n, offset=1, device=values.device)
-    return torch.exp(values[i] + values[j]).mean()
+def _group_term(values: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+    """Per example, the reference's ``(v + v.unsqueeze(-1)).triu(diagonal=1).exp().mean()`` over
+    the labels in ``member``: with n members, ``(sum_{i<j} exp(v_i + v_j) + n(n+1)/2) / n**2``
+    (the masked cells are exp(0) = 1); 0 when the group is empty.
+
+    ``values``/``member`` are B x L; the pair sum is computed as the B x L x L matrix so that
+    overflow happens exactly where the reference's would.
+    """
+    n = member.sum(-1).to(values.dtype)
+    upper = torch.ones(values.shape[-1], values.shape[-1], dtype=torch.bool, device=values.device)
+    pair = upper.triu(diagonal=1) & member.unsqueeze(-1) & member.unsqueeze(-2)
+    sums = values.unsqueeze(-1) + values.unsqueeze(-2)
+    pair_sum = torch.where(pair, sums.exp(), torch.zeros_like(sums)).sum((-2, -1))
+    term = (pair_sum + n * (n + 1) / 2) / n.clamp(min=1) ** 2
+    return torch.where(n > 0, term, torch.zeros_like(term))
 
 
 def intra_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Demux's intra-label loss, averaged over the batch.
+    """Demux's intra-label loss, averaged over the batch, normalised as the reference code.
 
-    Per example: mean exp(z_i + z_j) over pairs of absent labels (pushes them down together)
-    plus mean exp(-(z_i + z_j)) over pairs of present labels, halved when both groups have
-    pairs. The reference averages over all n x n cells of a triu-masked matrix, adding
-    constant exp(0) terms; we average over the real pairs only (same minimiser, cleaner scale).
+    Per example: the absent labels' term on ``z`` (pushes them down together) plus the present
+    labels' term on ``-z`` (pushes them up together), halved when both groups are non-empty;
+    each term is the mean of exp over the *n x n* cells of the group's triu-masked pair matrix
+    (:func:`_group_term`). So a pair's weight is 1/n**2, not 1/(n(n-1)/2): averaging over real
+    pairs only weighs a group 2n/(n-1) times more (and, skipping one-label groups, also drops
+    the halving): 2.3-4.8x the reference's weight at the same ``intra_loss_coef`` on the
+    paper's label sets, which changes the balance with BCE and so the minimiser. The
+    masked exp(0) = 1 cells add a constant: the loss value matches the reference, its
+    gradient is unaffected.
     """
-    losses = []
-    for z, y in zip(logits, targets, strict=True):
-        parts = []
-        absent, present = z[y < 0.5], z[y >= 0.5]
-        if absent.numel() >= 2:
-            parts.append(_pair_mean_exp(absent))
-        if present.numel() >= 2:
-            parts.append(_pair_mean_exp(-present))
-        losses.append(torch.stack(parts).mean() if parts else z.new_zeros(()))
-    return torch.stack(losses).mean()
+    absent = targets < 0.5
+    terms = _group_term(logits, absent) + _group_term(-logits, ~absent)
+    both = absent.any(-1) & (~absent).any(-1)
+    return torch.where(both, terms / 2, terms).mean()
 
 
 def demux_loss(
@@ -157,8 +167,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _examples(dataset: CanonicalDataset, split: str, cap, seed: int) -> pd.DataFrame:
+def _examples(
+    dataset: CanonicalDataset, split: str, cap, seed: int, exclude: frozenset = frozenset()
+) -> pd.DataFrame:
     frame = dataset.split(split)
+    if exclude:
+        frame = frame[~frame["id"].astype(str).isin(exclude)]
     if not dataset.multilabel:
         # single-label training needs exactly one gold label
         frame = frame[frame["labels"].map(len) == 1]
@@ -216,24 +230,37 @@ def train_demux(
     tokenizer=None,
     encoder: nn.Module | None = None,
     progress: bool = True,
+    exclude_ids: Collection[str] = (),
 ) -> tuple[DemuxModel, pd.DataFrame]:
     """Train on the train split with early stopping on dev loss; return the best model + log.
 
-    ``tokenizer``/``encoder`` default to :func:`load_encoder` of ``cfg["encoder"]`` (tests
-    pass a tiny random encoder).
+    ``exclude_ids`` are dropped from dev before early stopping sees it: the GoEmotions and
+    SemEval test sets are drawn from dev, and choosing the epoch on them would leak the test
+    labels into the model. ``tokenizer``/``encoder`` default to :func:`load_encoder` of
+    ``cfg["encoder"]`` (tests pass a tiny random encoder).
     """
     seed = int(cfg.get("seed", 0))
     _seed_everything(seed)
     if tokenizer is None or encoder is None:
         tokenizer, encoder, _ = load_encoder(cfg["encoder"])
     labels = list(dataset.labels)
+    exclude = frozenset(str(i) for i in exclude_ids)
     train = _examples(dataset, "train", cfg.get("max_train_examples"), seed)
-    dev = _examples(dataset, "dev", cfg.get("max_dev_examples"), seed)
+    dev = _examples(dataset, "dev", cfg.get("max_dev_examples"), seed, exclude)
     if len(train) == 0 or len(dev) == 0:
+        n_dev = len(dataset.split("dev"))
         raise ValueError(
-            f"Demux on {dataset.name}: needs train and dev examples "
-            f"(got {len(train)} train, {len(dev)} dev)"
+            f"Demux on {dataset.name}: needs train and dev examples (got {len(train)} train, "
+            f"{len(dev)} of {n_dev} dev left after excluding {len(exclude)} evaluated test ids)"
         )
+    log.info(
+        "Demux on %s: %d train examples; early stopping on %d dev examples (%d evaluated ids "
+        "excluded)",
+        dataset.name,
+        len(train),
+        len(dev),
+        int(dataset.split("dev")["id"].astype(str).isin(exclude).sum()),
+    )
     device = _device()
     model = DemuxModel(encoder, label_token_indices(tokenizer, labels), float(cfg["dropout"]))
     model.to(device)
@@ -309,6 +336,7 @@ def train_demux(
             f"Demux on {dataset.name}: dev loss was never finite; lower training.demux.lr"
         )
     model.load_state_dict(best_state)
+    model.train_ids = [str(i) for i in train["id"]]  # saved, so scoring can refuse them
     return model, pd.DataFrame(rows)
 
 
@@ -336,6 +364,7 @@ def save_demux(path, model: DemuxModel, dataset: CanonicalDataset, cfg: dict, so
         "dropout": float(cfg["dropout"]),
         "max_length": int(cfg["max_length"]),
         "batch_size": int(cfg["batch_size"]),
+        "train_ids": list(model.train_ids),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -363,6 +392,12 @@ def demux_distribution(model_path, dataset: CanonicalDataset, ids, tokenizer=Non
     if list(payload["labels"]) != list(dataset.labels):
         raise ValueError(
             f"{model_path}: trained on labels {payload['labels']}, dataset has {dataset.labels}"
+        )
+    seen = set(payload.get("train_ids", ())) & {str(i) for i in ids}
+    if seen:
+        raise ValueError(
+            f"{model_path}: {len(seen)} test-set ids were Demux training examples, "
+            f"e.g. {sorted(seen)[:5]}; a test set must not draw from the split Demux trains on"
         )
     device = _device()
     model.to(device)

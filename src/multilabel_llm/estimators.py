@@ -8,25 +8,40 @@ Kinds (config/method/*.yaml):
   compare_to_none        sigmoid(logit_l - logit_none) at the first label step (§5.2.1)
   compare_to_none_platt  the same with Platt scaling fitted on a held-out test set
   hard_predictions       1 - eps for generated labels, eps otherwise (§5.2.1)
-  max_over_generations   a label's max probability over every label step (§5.2.2)
+  max_over_generations   a label's max probability over every counted label step (§5.2.2)
   unary                  P("reasonable") per label (§5.2.2)
-  binary                 Bradley–Terry over pairwise preferences, vs. none (§5.2.2, §C)
+  binary                 Bradley–Terry over pairwise preferences, vs. none (§5.2.2, §C);
+                         ``orders: both`` asks each pair both ways to cancel the answer-position
+                         preference
   constant               every label gets the same value (the degenerate baseline of §A.6)
 Marginalisation (needs the model) lives in ``marginalization.py``; supervised methods
 (probes, Demux) write their own distribution files.
+
+Label steps are the *counted* ones (``analyses.counted_steps``, docs/analyses.md): labels the
+output names, first occurrence only, as the paper's code took them, so a repeated label or an
+unparsed output's stray token match adds no step. For parsed outputs without repeats these are
+exactly ``Trace.label_steps``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit, softmax
+from scipy.stats import spearmanr
 
 from . import NONE_LABEL
-from .bradley_terry import BTSettings, fit_bradley_terry, hard_outcomes
+from .analyses import counted_steps
+from .bradley_terry import (
+    BTSettings,
+    fit_bradley_terry,
+    fit_bradley_terry_position,
+    hard_outcomes,
+)
 from .platt import PlattScaler, PlattSettings, fit_platt, fit_temperature
 from .traces import Trace, TraceMeta
 
@@ -121,15 +136,21 @@ def _traces_by_id(traces: Sequence[Trace], ids: Sequence[str], source: str) -> l
     return [by_id[i] for i in ids]
 
 
-def first_label_step_logits(trace: Trace) -> tuple[np.ndarray | None, bool]:
-    """Raw logits (labels + none) where the first label starts; step 0 if no label step.
+def _counted(meta: TraceMeta, trace: Trace):
+    """The trace's counted label steps (label format from the trace file's meta)."""
+    return counted_steps(trace, meta.labels, meta.info.get("label_format")).steps
+
+
+def first_label_step_logits(meta: TraceMeta, trace: Trace) -> tuple[np.ndarray | None, bool]:
+    """Raw logits (labels + none) where the first counted label starts; step 0 if none.
 
     Returns ``(row, fell_back)``; ``row`` is None when the trace has no generated step at all.
     """
     if not trace.step_logits:
         return None, True
-    if trace.label_steps:
-        return np.asarray(trace.step_logits[trace.label_steps[0].step], dtype=float), False
+    steps = _counted(meta, trace)
+    if steps:
+        return np.asarray(trace.step_logits[steps[0].step], dtype=float), False
     return np.asarray(trace.step_logits[0], dtype=float), True
 
 
@@ -142,7 +163,7 @@ def compare_to_none_features(
     feats = np.full((len(traces), len(labels)), np.nan)
     stats = {"no_label_step": 0, "no_steps": 0}
     for row, trace in enumerate(traces):
-        logits, fell_back = first_label_step_logits(trace)
+        logits, fell_back = first_label_step_logits(meta, trace)
         if logits is None:
             stats["no_steps"] += 1
             continue
@@ -171,7 +192,7 @@ def compare_to_none(
 ) -> pd.DataFrame:
     """Paper §5.2.1. Multi-label: ``sigmoid(z_l - z_none)`` (or ``sigmoid(w d + b)`` with a
     scaler). Single-label: ``softmax(z)`` over the labels at the first label step (or
-    ``softmax(w z)``). The first label step is ``label_steps[0]``; traces without one use
+    ``softmax(w z)``). The first label step is the first counted one; traces without one use
     generated step 0 (logged)."""
     chosen = _traces_by_id(traces, ids, source)
     feats, stats = compare_to_none_features(meta, chosen, labels, multilabel, source)
@@ -249,26 +270,31 @@ def max_over_generations(
     epsilon: float = EPSILON,
     source: str = "traces",
 ) -> pd.DataFrame:
-    """Paper §5.2.2: each label's maximum probability over every label step.
+    """Paper §5.2.2: each label's maximum probability over every counted label step.
 
-    Values start at ``eps`` (as the reference code does). A trace without any label step
-    falls back to the probabilities of generated step 0. Single-label (not in the paper):
-    the maxima are renormalised to sum 1.
+    Values start at ``eps`` (as the reference code does). Only the steps where the output
+    starts a label it names count, each label's first one (the reference code's steps): a
+    label's probability is never taken from a step the output does not show it at. A trace
+    without any counted step falls back to the probabilities of generated step 0.
+    Single-label (not in the paper): the maxima are renormalised to sum 1.
     """
     chosen = _traces_by_id(traces, ids, source)
     cols, _ = _label_columns(meta, labels, source)
     values = np.full((len(chosen), len(labels)), epsilon)
     fell_back = 0
     for row, trace in enumerate(chosen):
-        probs = trace.label_step_probs()
-        if probs.shape[0] == 0:
+        steps = _counted(meta, trace)
+        probs = np.asarray([trace.step_probs[s.step] for s in steps], dtype=float)
+        if not steps:
             if not trace.step_probs:
                 continue
             fell_back += 1
             probs = np.asarray(trace.step_probs[:1], dtype=float)
         values[row] = np.maximum(values[row], probs[:, cols].max(axis=0))
     if fell_back:
-        log.warning("%s: %d traces have no label step (used generated step 0)", source, fell_back)
+        log.warning(
+            "%s: %d traces have no counted label step (used generated step 0)", source, fell_back
+        )
     if not multilabel:
         values = normalise_rows(values)
     return distribution_frame(ids, labels, np.clip(values, 0.0, 1.0))
@@ -319,35 +345,139 @@ def unary_breakdown(
     return distribution_frame(ids, labels, values)
 
 
-def pairwise_matrix(
-    binary: pd.DataFrame, ids: Sequence[str], items: Sequence[str], source: str = "binary.parquet"
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs (n_ids, n_pairs), pairs (n_pairs, 2))`` over every unordered pair of ``items``.
+BINARY_ORDERS = ("one", "both")
+BINARY_COMBINE = ("average", "position_term")
 
-    A pair stored in the other order (b, a) contributes ``1 - p_a``.
-    """
+
+def _oriented_probs(
+    binary: pd.DataFrame, ids: Sequence[str], items: Sequence[str], source: str
+) -> dict[tuple[int, int], np.ndarray]:
+    """``{(i, j): p (n_ids,)}``: P(answer "a") when item i is shown as a and j as b (NaN where
+    an id was not asked in that order). Rows of other ids or items (none on single-label
+    datasets) are skipped; a repeated (id, a, b) row is an error, not silently overwritten."""
     needed = {"id", "label_a", "label_b", "p_a"}
     if not needed <= set(binary.columns):
         raise ValueError(f"{source}: needs columns {sorted(needed)}, has {list(binary.columns)}")
     pos = {lab: k for k, lab in enumerate(items)}
-    pairs = np.array([(i, j) for i in range(len(items)) for j in range(i + 1, len(items))])
-    pair_col = {(int(i), int(j)): k for k, (i, j) in enumerate(pairs)}
     row_of = {i: r for r, i in enumerate(ids)}
-    probs = np.full((len(ids), len(pairs)), np.nan)
+    out: dict[tuple[int, int], np.ndarray] = {}
     for rid, a, b, p in binary[["id", "label_a", "label_b", "p_a"]].itertuples(index=False):
         rid = str(rid)
         if rid not in row_of or a not in pos or b not in pos:
-            continue  # other examples, or none for single-label datasets
-        i, j = pos[a], pos[b]
-        if i < j:
-            probs[row_of[rid], pair_col[(i, j)]] = p
-        else:
-            probs[row_of[rid], pair_col[(j, i)]] = 1.0 - p
+            continue
+        col = out.setdefault((pos[a], pos[b]), np.full(len(ids), np.nan))
+        if not np.isnan(col[row_of[rid]]):
+            raise ValueError(f"{source}: id {rid} asks ({a!r}, {b!r}) more than once")
+        col[row_of[rid]] = p
+    return out
+
+
+def pairwise_matrix(
+    binary: pd.DataFrame,
+    ids: Sequence[str],
+    items: Sequence[str],
+    source: str = "binary.parquet",
+    orders: str = "one",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise probabilities ``(n_ids, n_columns)`` and their ``pairs`` ``(n_columns, 2)``.
+
+    ``orders="one"``: one column per unordered pair ``(i, j)``, ``i < j``, the probability that
+    i beats j; a pair asked as (b, a) contributes ``1 - p_a``; a pair asked both ways is an
+    error (that data needs ``orders: both``). ``orders="both"``: every unordered pair must be
+    asked both ways; the first half of the columns are the pairs ``(i, j)`` with i shown first
+    (``p_a``), the second half the same pairs asked as ``(j, i)``.
+    """
+    pairs, forward, backward = _pair_columns(binary, ids, items, source)
+    return _orient(pairs, forward, backward, ids, items, source, orders)
+
+
+def _pair_columns(binary, ids, items, source):
+    """Unordered pairs ``(i, j)``, ``i < j``, and P("a") asked as (i, j) / as (j, i)."""
+    asked = _oriented_probs(binary, ids, items, source)
+    pairs = np.array([(i, j) for i in range(len(items)) for j in range(i + 1, len(items))])
+    pairs = pairs.reshape(-1, 2)
+    nan = np.full(len(ids), np.nan)
+    forward = np.stack([asked.get((i, j), nan) for i, j in pairs], axis=1)
+    backward = np.stack([asked.get((j, i), nan) for i, j in pairs], axis=1)
+    return pairs, forward, backward
+
+
+def _orient(pairs, forward, backward, ids, items, source, orders):
+    if orders not in BINARY_ORDERS:
+        raise ValueError(f"binary breakdown orders must be one of {BINARY_ORDERS}, got {orders!r}")
+    if orders == "both":
+        probs = np.concatenate([forward, backward], axis=1)
+        pairs = np.concatenate([pairs, pairs[:, ::-1]])
+        missing = np.isnan(probs)
+        if missing.any():
+            row, col = np.argwhere(missing)[0]
+            a, b = items[pairs[col][0]], items[pairs[col][1]]
+            raise ValueError(
+                f"{source}: orders: both needs every pair asked both ways, but id {ids[row]} "
+                f"was never asked with a = {a!r}, b = {b!r} (is the reversed-order scoring "
+                f"binary_reversed.parquet among the inputs?)"
+            )
+        return probs, pairs
+    both = ~np.isnan(forward) & ~np.isnan(backward)
+    if both.any():
+        row, col = np.argwhere(both)[0]
+        a, b = items[pairs[col][0]], items[pairs[col][1]]
+        raise ValueError(
+            f"{source}: id {ids[row]} asks {a!r} vs {b!r} in both orders; a method with "
+            f"orders: one takes one order per pair (set params.orders: both to combine them)"
+        )
+    probs = np.where(np.isnan(forward), 1.0 - backward, forward)
     if np.isnan(probs).any():
         row, col = np.argwhere(np.isnan(probs))[0]
         a, b = items[pairs[col][0]], items[pairs[col][1]]
         raise ValueError(f"{source}: id {ids[row]} has no comparison of {a!r} and {b!r}")
     return probs, pairs
+
+
+class BinaryFit(NamedTuple):
+    """A binary-breakdown fit: the distribution frame, the Bradley–Terry scores
+    ``(n_ids, n_items)``, the per-example position terms (None unless fitted) and the run's
+    position-bias summary (:func:`position_bias`)."""
+
+    frame: pd.DataFrame
+    scores: np.ndarray
+    position_term: np.ndarray | None
+    bias: dict
+
+
+def position_bias(
+    probs: np.ndarray,
+    scores: np.ndarray,
+    position_term: np.ndarray | None = None,
+    orders: str = "one",
+    combine: str | None = None,
+) -> dict:
+    """How much a run's answers follow the prompt's order rather than the labels.
+
+    ``mean_p_a``: mean P("a") over every asked prompt (0.5 without a position preference);
+    ``share_a``: share of prompts whose more likely answer is "a" (ties count half);
+    ``position_term``: mean fitted home advantage (logits, > 0 favours "a"), NaN when not
+    fitted; ``score_position_corr``: Spearman correlation between an item's position in the
+    label list (none last) and its mean centred score — near +1 when later labels win only
+    because they are shown as "b". NaN when every item has the same mean score.
+    """
+    scores = np.asarray(scores, dtype=float)
+    mean_scores = (scores - scores.mean(axis=1, keepdims=True)).mean(axis=0)
+    corr = float("nan")
+    if len(mean_scores) > 1 and np.ptp(mean_scores) > 1e-9:
+        corr = float(spearmanr(np.arange(len(mean_scores)), mean_scores).statistic)
+    return {
+        "orders": orders,
+        "combine": combine if orders == "both" else "none",
+        "n_examples": int(probs.shape[0]),
+        "n_prompts": int(probs.size),
+        "mean_p_a": float(probs.mean()) if probs.size else float("nan"),
+        "share_a": float(hard_outcomes(probs).mean()) if probs.size else float("nan"),
+        "position_term": float(np.mean(position_term))
+        if position_term is not None and len(position_term)
+        else float("nan"),
+        "score_position_corr": corr,
+    }
 
 
 def binary_breakdown(
@@ -358,23 +488,88 @@ def binary_breakdown(
     settings: BTSettings | None = None,
     outcomes: bool = False,
     source: str = "binary.parquet",
-) -> tuple[pd.DataFrame, np.ndarray]:
+    orders: str = "one",
+    combine: str = "average",
+) -> BinaryFit:
     """Paper §5.2.2: a Bradley–Terry fit per example over labels (+ none for multi-label).
 
     Multi-label: ``P(l) = sigmoid(s_l - s_none)``. Single-label: ``softmax(s)`` over labels.
-    ``outcomes=True`` rounds each pairwise probability to 0/1 first (§C). Returns the frame
-    and the fitted scores ``(n_ids, n_items)``.
+    ``outcomes=True`` rounds each pairwise probability to 0/1 first (§C).
+
+    ``orders="one"`` is the paper's method: each pair asked once (in label order). With
+    ``orders="both"`` every pair is asked both ways and ``combine`` removes the answer-position
+    preference: ``"average"`` fits ``p_{i>j} = (P(a | i, j) + 1 - P(a | j, i)) / 2``;
+    ``"position_term"`` fits ``P(a | i, j) = sigmoid(s_i - s_j + h)`` on all asked prompts.
     """
+    if orders == "both" and combine not in BINARY_COMBINE:
+        raise ValueError(
+            f"binary breakdown combine must be one of {BINARY_COMBINE}, got {combine!r}"
+        )
     items = [*labels, NONE_LABEL] if multilabel else list(labels)
-    probs, pairs = pairwise_matrix(binary, ids, items, source)
-    if outcomes:
-        probs = hard_outcomes(probs)
-    scores = fit_bradley_terry(probs, pairs, len(items), settings)
+    pairs, forward, backward = _pair_columns(binary, ids, items, source)
+    asked, asked_pairs = _orient(pairs, forward, backward, ids, items, source, orders)
+    # P("a") as asked: for one order, the stored orientation of each pair
+    bias_probs = asked if orders == "both" else np.where(np.isnan(forward), backward, forward)
+    probs = hard_outcomes(asked) if outcomes else asked
+    home = None
+    if orders == "one":
+        scores = fit_bradley_terry(probs, asked_pairs, len(items), settings)
+    elif combine == "average":
+        half = asked_pairs.shape[0] // 2
+        averaged = (probs[:, :half] + 1.0 - probs[:, half:]) / 2.0
+        scores = fit_bradley_terry(averaged, asked_pairs[:half], len(items), settings)
+    else:
+        scores, home = fit_bradley_terry_position(probs, asked_pairs, len(items), settings)
     if multilabel:
         values = expit(scores[:, :-1] - scores[:, -1:])
     else:
         values = softmax(scores, axis=1)
-    return distribution_frame(ids, labels, values), scores
+    bias = position_bias(bias_probs, scores, home, orders, combine)
+    return BinaryFit(distribution_frame(ids, labels, values), scores, home, bias)
+
+
+def binary_settings(params: dict) -> dict:
+    """``orders`` / ``combine`` of a binary method's params, checked, with the paper's
+    defaults (one order; ``combine`` only matters for both orders)."""
+    orders = params.get("orders", "one")
+    combine = params.get("combine", "average")
+    if orders not in BINARY_ORDERS:
+        raise ValueError(
+            f"method params.orders must be one of {BINARY_ORDERS} (pairs asked in label order "
+            f"only, or in both orders), got {orders!r}"
+        )
+    if combine not in BINARY_COMBINE:
+        raise ValueError(f"method params.combine must be one of {BINARY_COMBINE}, got {combine!r}")
+    if orders == "one" and "combine" in params and combine != "average":
+        raise ValueError(
+            f"method params.combine: {combine} needs params.orders: both; with one order the "
+            f"position term cannot be told apart from a label's position in the list"
+        )
+    return {"orders": orders, "combine": combine}
+
+
+def estimate_binary(
+    params: dict,
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    binary: pd.DataFrame,
+    source: str = "binary.parquet",
+) -> BinaryFit:
+    """A ``kind: binary`` method from its config ``params`` (the ``estimate_binary`` rule)."""
+    params = dict(params or {})
+    fit = binary_breakdown(
+        binary,
+        [str(i) for i in ids],
+        list(labels),
+        multilabel,
+        bt_settings(params),
+        bool(params.get("outcomes", False)),
+        source,
+        **binary_settings(params),
+    )
+    validate_distribution(fit.frame, labels, multilabel, source)
+    return fit
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -442,10 +637,7 @@ def estimate(
     elif kind == "binary":
         if binary is None:
             raise ValueError(f"method kind 'binary' needs binary breakdown scores ({source})")
-        outcomes = bool(params.get("outcomes", False))
-        frame, _ = binary_breakdown(
-            binary, ids, labels, multilabel, bt_settings(params), outcomes, source
-        )
+        frame = estimate_binary(params, ids, labels, multilabel, binary, source).frame
     elif kind == "constant":
         frame = constant_distribution(ids, labels, multilabel, float(params.get("value", 0.1)))
     else:

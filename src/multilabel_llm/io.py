@@ -1,7 +1,14 @@
-"""Atomic file writing shared by every stage, so a killed job never leaves a half-written output."""
+"""Atomic file writing shared by every stage, so a killed job never leaves a half-written output.
+
+Outputs get the permissions a plain ``open()`` would give them (0666 / 0777 less the umask),
+not the private 0600 / 0700 of the temporary files they start as, so a lab sharing a results
+directory can read each other's results. A write that fails (disk full, read-only directory)
+raises an ``OSError`` naming the output it was writing.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -12,19 +19,57 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; /proc avoids that race where it exists
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# errors about where the output goes (not about what the writer read): named with the output
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+
+
+class OutputError(OSError):
+    """Writing an output failed; the message names the output and the operating system's reason."""
+
+
+def _fail(path: Path, err: OSError, doing: str):
+    hint = ""
+    if err.errno == errno.ENOSPC:
+        hint = " (free space on that file system, then rerun: finished shards are kept)"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = f" (make {path.parent} writable, or set results_dir to a writable directory)"
+    return OutputError(err.errno, f"{doing} {path}: {err.strerror or err}{hint}")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise _fail(path, err, "cannot create") from err
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
+            if err.errno in _WRITE_ERRNOS:
+                raise _fail(path, err, "writing") from err
         raise
 
 
@@ -32,13 +77,21 @@ def atomic_path(path: str | os.PathLike):
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary directory next to ``path``; it replaces ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as err:
+        raise _fail(path, err, "cannot create") from err
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as err:
+        if isinstance(err, OutputError) or err.errno not in _WRITE_ERRNOS:
+            raise
+        raise _fail(path, err, "writing") from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -254,7 +254,9 @@ class HFStepper:
             raise ValueError("marginalization: the prompt tokenised to zero tokens")
         self.torch = torch
         self.model = model
-        self.device = next(model.parameters()).device
+        from .engine.loading import input_device
+
+        self.device = input_device(model)  # the main device also when placed over GPUs
         self.prompt_len = len(prompt_ids)
         with torch.no_grad():
             out = model(

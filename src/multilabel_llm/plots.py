@@ -19,11 +19,15 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-from .analyses import INTERMEDIATE, LAST  # noqa: E402
+from .analyses import INTERMEDIATE, LAST, second_next_eligible  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 NO_DATA = "no data for this setting"
+# a group with fewer values is drawn as its points, not as a violin or box (a violin of two
+# values looks like a distribution)
+SMALL_N = 10
 POSITIONS = (LAST, INTERMEDIATE)
 QUANTITY_LABELS = {
     "top_prob": "top probability (%)",
@@ -31,37 +35,55 @@ QUANTITY_LABELS = {
     "entropy_bits": "entropy (bits)",
 }
 
+# said of every violin/box figure (Figs 2, 3, 9, 10)
+N_NOTE = (
+    " n under each step = label steps per model (legend order); groups with fewer than "
+    f"{SMALL_N} are drawn as points, not as a violin or box."
+)
+
 CAPTIONS = {
     "fig2": (
         "Top probabilities at each generation step r when the last or an intermediate label "
-        "is generated. Softmax over the first tokens of the labels and 'none'."
+        "is generated. Softmax over the first tokens of the labels and 'none'." + N_NOTE
     ),
     "fig3": (
         "Second-highest probabilities at each generation step r (last vs intermediate). For "
         "intermediate steps also the probability at r of the label actually predicted at r+1 "
         "(r+1 pred), the probability at r+1 of the label that was second at r "
         "(intermediate@r+1), and the % of cases the second-highest label at r is predicted at "
-        "r+1 (under each intermediate panel; interm.@r+1 = intermediate@r+1)."
+        "r+1 (under each intermediate panel, over the steps where that is possible; steps whose "
+        "second-highest is 'none' or already generated are counted apart as impossible; "
+        "interm.@r+1 = intermediate@r+1)." + N_NOTE
     ),
-    "fig4": "Sorted label probabilities (none left out) at the step that starts the first label.",
+    "fig4": (
+        "Sorted label probabilities (none left out) at the step that starts the first label; "
+        f"n outputs per model in the title (fewer than {SMALL_N}: points instead of boxes)."
+    ),
     "fig5": (
         "Accuracy (is the label gold?) of the first and second generated label, over outputs "
         "with more than one label."
     ),
     "fig6": (
         "% of outputs that are multi-label against the % of multi-label in-context "
-        "demonstrations (dashed: y = x)."
+        "demonstrations (dashed: y = x). Runs at the same setting (prompts, seeds) are pooled "
+        "by summing their outputs; each point gives its n (outputs) and the number of runs "
+        "it pools when more than one."
     ),
     "fig9": (
         "Box plots of the top (bottom row of each dataset) and second-highest (top row) "
         "probabilities per generation step, last vs intermediate, with r+1 pred and "
-        "intermediate@r+1 for intermediate steps."
+        "intermediate@r+1 for intermediate steps." + N_NOTE
     ),
-    "fig10": "Entropy (bits) of the label distribution at each generation step, last vs intermediate.",
+    "fig10": (
+        "Entropy (bits) of the label distribution at each generation step, last vs "
+        "intermediate; the two panels of a dataset share one y-axis starting at 0." + N_NOTE
+    ),
     "fig11": (
         "Where the second-highest label of the first generation step is eventually predicted "
         "(label step index; the first step is the first label itself), among multi-label "
-        "outputs where it is predicted at all; 'never' counts are given in the panel title."
+        "outputs where it is predicted at all; 'never' counts are given in the panel title, "
+        "with the steps where predicting it was impossible (second-highest 'none' or already "
+        "generated), which count in neither."
     ),
     "fig12": (
         "Example-F1 (top) and NLL (bottom) of base vs instruction-tuned models per distribution "
@@ -157,7 +179,9 @@ def _legend_once(fig, axes) -> None:
         legend = ax.get_legend()
         if legend is not None:
             if not handles:
-                handles, labels = ax.get_legend_handles_labels()
+                # the legend's own entries: _dist builds them from patches not drawn on the axes
+                handles = list(legend.legend_handles)
+                labels = [t.get_text() for t in legend.get_texts()]
             legend.remove()
     if handles:
         fig.legend(
@@ -179,49 +203,64 @@ def _steps(frame: pd.DataFrame, max_step: int) -> pd.DataFrame:
     return frame
 
 
-def _dist(ax, data: pd.DataFrame, x: str, y: str, hue: str, order, hue_order, palette, kind):
-    if kind == "box":
-        sns.boxplot(
-            data=data,
-            x=x,
-            y=y,
-            hue=hue,
-            order=order,
-            hue_order=hue_order,
-            palette=palette,
-            ax=ax,
-            fliersize=2,
-        )
-    else:
-        sns.violinplot(
-            data=data,
-            x=x,
-            y=y,
-            hue=hue,
-            order=order,
-            hue_order=hue_order,
-            palette=palette,
-            ax=ax,
-            cut=0,
-            density_norm="width",
-            inner="quartile",
-            linewidth=0.8,
-        )
-        # points too, so that a handful of examples is still visible
+def _group_sizes(data: pd.DataFrame, x: str, hue: str) -> dict:
+    return data.groupby([x, hue], observed=True).size().to_dict()
+
+
+def _n_label(sizes: dict, x_value, hue_order: Sequence) -> str:
+    """``n=12`` (one model) or ``n=12/5`` (one count per model, legend order)."""
+    return "n=" + "/".join(str(sizes.get((x_value, h), 0)) for h in hue_order)
+
+
+def _dist(
+    ax,
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str,
+    order,
+    hue_order,
+    palette,
+    kind,
+    n_in_ticks: bool = True,
+):
+    """Violins (or boxes) per (x, hue) group, with the group sizes under the x ticks; a group
+    with fewer than ``SMALL_N`` values is drawn as its points only."""
+    hue_order = list(hue_order)
+    sizes = _group_sizes(data, x, hue)
+    is_big = pd.Series(
+        [sizes.get((a, b), 0) >= SMALL_N for a, b in zip(data[x], data[hue], strict=True)],
+        index=data.index,
+    )
+    # same order/hue_order in every call keeps the dodged positions aligned
+    common = dict(x=x, y=y, hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax)
+    big, small = data[is_big.to_numpy()], data[~is_big.to_numpy()]
+    if not big.empty:
+        if kind == "box":
+            sns.boxplot(data=big, **common, dodge=True, fliersize=2, legend=False)
+        else:
+            sns.violinplot(
+                data=big,
+                **common,
+                dodge=True,  # "auto" would centre a model that is alone among the big groups
+                cut=0,
+                density_norm="width",
+                inner="quartile",
+                linewidth=0.8,
+                legend=False,
+            )
+            sns.stripplot(data=big, **common, dodge=True, size=2, alpha=0.4, legend=False)
+    if not small.empty:
         sns.stripplot(
-            data=data,
-            x=x,
-            y=y,
-            hue=hue,
-            order=order,
-            hue_order=hue_order,
-            palette=palette,
-            ax=ax,
-            dodge=True,
-            size=2,
-            alpha=0.4,
-            legend=False,
+            data=small, **common, dodge=True, size=4.5, alpha=0.9, jitter=0.12, legend=False
         )
+    ax.legend(
+        handles=[Patch(facecolor=palette[h], label=h) for h in hue_order if h in palette],
+        title=hue,
+    )
+    if n_in_ticks:
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels([f"{o}\n{_n_label(sizes, o, hue_order)}" for o in order])
 
 
 def figure_step_quantity(
@@ -245,6 +284,9 @@ def figure_step_quantity(
     fig, axes = _grid(len(datasets), 2)
     order = [f"r={k}" for k in range(1, max_step + 1)]
     for i, dataset in enumerate(datasets):
+        # last vs intermediate is the comparison: both panels of a row share one y-range from 0
+        row_max = frame.loc[frame["dataset"] == dataset, quantity].max()
+        top = 100.0 if quantity != "entropy_bits" else (row_max if row_max > 0 else 1.0)
         for j, position in enumerate(POSITIONS):
             ax = axes[i, j]
             cell = frame[(frame["dataset"] == dataset) & (frame["position"] == position)]
@@ -256,8 +298,7 @@ def figure_step_quantity(
             _dist(ax, cell, "r", quantity, "model", present, models, _palette(models), kind)
             ax.set_xlabel("generation step")
             ax.set_ylabel(QUANTITY_LABELS[quantity])
-            if quantity != "entropy_bits":
-                ax.set_ylim(-2, 102)
+            ax.set_ylim(-0.02 * top, 1.02 * top)
     _legend_once(fig, axes)
     key = {"top_prob": "fig2", "second_prob": "fig3", "entropy_bits": "fig10"}[quantity]
     return Plot(fig, caption or CAPTIONS[key])
@@ -283,15 +324,20 @@ def _second_long(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _second_next_text(cell: pd.DataFrame, models: Sequence[str]) -> str:
+    """Per model and step: % second predicted next over the steps where it is possible (n),
+    and how many intermediate steps were left out because it was not (analyses docs)."""
     lines = []
     for model in models:
-        sub = cell[(cell["model"] == model) & cell["second_is_next"].notna()]
-        if sub.empty:
+        mine = cell[(cell["model"] == model) & (cell["position"] == INTERMEDIATE)]
+        if mine.empty:
             continue
-        parts = [
-            f"{r}: {100 * g['second_is_next'].astype(bool).mean():.1f}% (n={len(g)})"
-            for r, g in sub.groupby("r", sort=True)
-        ]
+        parts = []
+        for r, group in mine.groupby("r", sort=True):
+            hits = second_next_eligible(group)["second_is_next"]
+            left_out = len(group) - len(hits)
+            pct = f"{100 * hits.astype(bool).mean():.1f}%" if len(hits) else "–"
+            extra = f", {left_out} impossible" if left_out else ""
+            parts.append(f"{r}: {pct} (n={len(hits)}{extra})")
         lines.append(f"{model}: " + ", ".join(parts))
     return "2nd predicted next\n" + "\n".join(lines) if lines else ""
 
@@ -391,22 +437,17 @@ def figure_first_step_sorted(
     fig, axes = _grid(len(datasets), 1, width=7.0)
     for i, dataset in enumerate(datasets):
         ax = axes[i, 0]
-        ax.set_title(dataset)
         cell = sorted_probs[sorted_probs["dataset"] == dataset]
+        # every rank of a model has one value per output: n is the number of outputs
+        outputs = cell.groupby("model")["id"].nunique().to_dict() if "id" in cell else {}
+        counts = ", ".join(f"{m} {outputs[m]}" for m in models if m in outputs)
+        ax.set_title(f"{dataset} (n outputs: {counts})" if counts else dataset)
         if cell.empty:
             no_data_panel(ax)
             continue
         cell = cell.assign(prob=cell["prob"] * 100)
-        sns.boxplot(
-            data=cell,
-            x="rank",
-            y="prob",
-            hue="model",
-            hue_order=models,
-            palette=_palette(models),
-            ax=ax,
-            fliersize=2,
-        )
+        ranks = sorted(cell["rank"].unique())
+        _dist(ax, cell, "rank", "prob", "model", ranks, models, _palette(models), "box", False)
         ax.set_xlabel("label rank at the first label step")
         ax.set_ylabel("probability (%)")
         ax.set_ylim(-2, 102)
@@ -458,22 +499,61 @@ def _ordinal(k: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
 
 
+def pool_multilabel_rates(rates: pd.DataFrame) -> pd.DataFrame:
+    """Fig 6's points: one per (dataset, model, % multi-label demos), pooling every run at that
+    setting (several prompts or seeds) by summing outputs, never by averaging percentages.
+
+    Columns ``dataset, model, demo_pct, n`` (outputs), ``n_multilabel``, ``n_runs``,
+    ``pct_multilabel``.
+    """
+    need = {"dataset", "model", "multilabel_ratio", "n", "n_multilabel"}
+    if need - set(rates.columns):
+        raise ValueError(
+            f"multilabel_rate rows lack {sorted(need - set(rates.columns))} (have {list(rates)})"
+        )
+    frame = rates.dropna(subset=["multilabel_ratio"])
+    frame = frame.assign(demo_pct=frame["multilabel_ratio"].astype(float) * 100)
+    pooled = frame.groupby(["dataset", "model", "demo_pct"], as_index=False, sort=True).agg(
+        n=("n", "sum"), n_multilabel=("n_multilabel", "sum"), n_runs=("n", "size")
+    )
+    pooled["pct_multilabel"] = [
+        100.0 * k / n if n else float("nan")
+        for k, n in zip(pooled["n_multilabel"], pooled["n"], strict=True)
+    ]
+    return pooled
+
+
 def figure_multilabel_icl(rates: pd.DataFrame, caption: str | None = None) -> Plot:
-    """Fig 6: % multi-label outputs vs % multi-label demos; colour = dataset, style = model."""
-    frame = rates.dropna(subset=["multilabel_ratio"]).copy()
-    frame["demo_pct"] = frame["multilabel_ratio"] * 100
+    """Fig 6: % multi-label outputs vs % multi-label demos; colour = dataset, style = model.
+
+    Runs at the same setting are pooled (:func:`pool_multilabel_rates`) and each point is
+    labelled with its n (outputs) and, when it pools several runs, their number.
+    """
+    frame = pool_multilabel_rates(rates)
 
     def draw(ax):
         ax.plot([0, 100], [0, 100], ls="--", color="0.6", lw=1)
         sns.lineplot(
-            data=frame.sort_values("demo_pct"),
+            data=frame,
             x="demo_pct",
             y="pct_multilabel",
             hue="dataset",
             style="model",
             markers=True,
+            estimator=None,  # one row per point already: nothing may be averaged here
+            errorbar=None,
             ax=ax,
         )
+        for row in frame.itertuples(index=False):
+            note = f"n={row.n}" + (f" ({row.n_runs} runs)" if row.n_runs > 1 else "")
+            ax.annotate(
+                note,
+                (row.demo_pct, row.pct_multilabel),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color="0.3",
+            )
         ax.set_xlabel("multi-label in-context examples (%)")
         ax.set_ylabel("multi-label outputs (%)")
         ax.set_xlim(-3, 103)
@@ -498,9 +578,17 @@ def figure_second_position(
         for j, dataset in enumerate(datasets):
             ax = axes[i, j]
             cell = positions[(positions["model"] == model) & (positions["dataset"] == dataset)]
-            predicted = cell[cell["position"] != "never"]
-            never = int(cell.loc[cell["position"] == "never", "count"].sum())
-            ax.set_title(f"{dataset} — {model}\n(never predicted: {never})", fontsize=9)
+            position = cell["position"].astype(str)
+            predicted = cell[position.str.fullmatch(r"\d+")]
+            never = int(cell.loc[position == "never", "count"].sum())
+            # steps whose second-highest is none or already generated cannot count either way
+            impossible = int(
+                cell.loc[position.isin(["second_none", "second_generated"]), "count"].sum()
+            )
+            note = f"never predicted: {never}" + (
+                f"; impossible (none/generated): {impossible}" if impossible else ""
+            )
+            ax.set_title(f"{dataset} — {model}\n({note})", fontsize=9)
             if predicted.empty or predicted["count"].sum() == 0:
                 no_data_panel(ax)
                 continue

@@ -9,8 +9,9 @@ after its first label; *Perf* is the model's own micro-F1 against gold.
 Definitions used here (the paper gives no formula; see docs in :func:`probe_scores`):
 
 * *first label* of an example = the label whose first token the model generated earliest
-  (``Trace.label_steps`` order, ``none`` skipped; text order of ``pred_labels`` when the
-  trace has no label steps).
+  among the counted label steps (``analyses.counted_steps``: labels the output names, first
+  occurrence only; ``none`` skipped), or the first of ``pred_labels`` in text order when the
+  trace has no counted label step.
 * *Pred 2+*: rows = eval examples whose output parsed and has at least one predicted label;
   cells = every (example, label) pair except the example's first label; targets = the model's
   predictions, scores = the Pred probes' decisions; micro-F1 over those cells.
@@ -32,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from . import NONE_LABEL
+from .analyses import counted_steps
 from .datasets.canonical import CanonicalDataset
 from .traces import read_traces
 
@@ -70,10 +72,9 @@ def load_hidden(path: str | Path) -> tuple[list[str], np.ndarray]:
 
 def first_label(trace, labels: list[str]) -> str | None:
     """The first label the model generated (``none`` ignored), or None."""
-    for step in sorted(trace.label_steps, key=lambda s: s.step):
+    for step in counted_steps(trace, labels).steps:
         if step.label != NONE_LABEL and step.label in labels:
-            if trace.pred_labels is None or step.label in trace.pred_labels:
-                return step.label
+            return step.label
     for lab in trace.pred_labels or []:
         if lab in labels:
             return lab
@@ -155,6 +156,7 @@ class ProbeSet:
     svd: TruncatedSVD | None = None
     models: dict = field(default_factory=dict)
     constant: dict = field(default_factory=dict)
+    note: str = ""  # set by probe_scores: why the probe's eval score is not a result
 
     def n_components(self, n_samples: int, d: int) -> int:
         k = d // self.svd_factor
@@ -240,6 +242,16 @@ def _targets(Y: np.ndarray, multilabel: bool) -> np.ndarray:
     return Y if multilabel else Y.argmax(1)
 
 
+def held_out_log_loss(probes: ProbeSet, X: np.ndarray, Y: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean negative log-likelihood of the held-out targets: per-label Bernoulli averaged over
+    cells (multi-label) or the cross-entropy of the class (single-label, ``Y`` one-hot)."""
+    proba = np.clip(probes.predict_proba(X), eps, 1 - eps)
+    Y = np.asarray(Y, dtype=float)
+    if probes.multilabel:
+        return float(-np.mean(Y * np.log(proba) + (1 - Y) * np.log(1 - proba)))
+    return float(-np.mean(np.log(proba[np.arange(len(Y)), Y.argmax(1)])))
+
+
 def fit_probes(
     X: np.ndarray,
     Y: np.ndarray,
@@ -248,11 +260,21 @@ def fit_probes(
     cfg: dict,
     seed: int = 0,
 ) -> tuple[ProbeSet, pd.DataFrame]:
-    """Fit a :class:`ProbeSet`, picking C on a held-out fraction when the grid has >1 value.
+    """Fit a :class:`ProbeSet`, choosing C on held-out data when the grid has >1 value.
 
-    Returns the probes and a frame (C, val_micro_f1) of the selection, empty when no choice.
+    With d // 4 SVD components capped at n - 1, an unpenalised regression can interpolate the
+    training points, so C is chosen on a held-out ``val_fraction`` of the probe-train set by
+    held-out log-loss (a proper score: micro-F1 on a few held-out rows is too coarse to rank
+    C; ties go to the earlier grid value), then the probes are refitted on all of ``X`` with
+    that C. Returns the probes and the selection (C, val_log_loss, val_micro_f1, chosen),
+    empty when the grid has one value.
     """
     grid = list(cfg.get("C_grid") or [None])
+    for C in grid:
+        if C is not None and not (isinstance(C, int | float) and C > 0):
+            raise ValueError(
+                f"training.probes.C_grid: {C!r} is not a positive number or null (no penalty)"
+            )
     common = dict(
         labels=list(labels),
         multilabel=multilabel,
@@ -264,18 +286,46 @@ def fit_probes(
     )
     if len(grid) == 1:
         return ProbeSet(C=grid[0], **common).fit(X, _targets(Y, multilabel)), pd.DataFrame()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(X))
-    n_val = max(1, int(round(float(cfg.get("val_fraction", 0.2)) * len(X))))
+    fraction = float(cfg.get("val_fraction", 0.2))
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"training.probes.val_fraction must lie in (0, 1), got {fraction}")
+    n_val = max(1, int(round(fraction * len(X))))
+    if len(X) - n_val < 2:
+        raise ValueError(
+            f"probe C selection: {len(X)} training examples leave fewer than 2 after holding "
+            f"out {n_val} (training.probes.val_fraction {fraction}); give one C_grid value"
+        )
+    order = np.random.default_rng(seed).permutation(len(X))
     val, fit = order[:n_val], order[n_val:]
-    rows, best = [], None
+    rows = []
     for C in tqdm(grid, desc="probe C grid", leave=False):
         probes = ProbeSet(C=C, **common).fit(X[fit], _targets(Y[fit], multilabel))
-        score = micro_f1(Y[val], probes.predict(X[val]))
-        rows.append({"C": C, "val_micro_f1": score})
-        if best is None or score > best[0]:
-            best = (score, probes)
-    return best[1], pd.DataFrame(rows)
+        rows.append(
+            {
+                "C": C,
+                "val_log_loss": held_out_log_loss(probes, X[val], Y[val]),
+                "val_micro_f1": micro_f1(Y[val], probes.predict(X[val])),
+            }
+        )
+    selection = pd.DataFrame(rows)
+    best = int(selection["val_log_loss"].to_numpy().argmin())  # first of ties
+    selection["chosen"] = np.arange(len(grid)) == best
+    final = ProbeSet(C=grid[best], **common).fit(X, _targets(Y, multilabel))
+    return final, selection
+
+
+def constant_prediction(hard: np.ndarray, labels: list[str]) -> str | None:
+    """When every row of the 0/1 predictions is the same, a note naming that row; else None.
+
+    Such a probe says nothing about the hidden states: its micro-F1 is the score of one fixed
+    label set, so it is reported as degenerate rather than as a result.
+    """
+    hard = np.asarray(hard)
+    if len(hard) < 2 or not (hard == hard[0]).all():
+        return None
+    predicted = [lab for lab, on in zip(labels, hard[0], strict=True) if on]
+    shown = ", ".join(predicted) if predicted else "no label"
+    return f"degenerate: predicts {shown} for all {len(hard)} evaluated examples"
 
 
 def majority_baseline(Y_train: np.ndarray, n_eval: int, multilabel: bool) -> np.ndarray:
@@ -297,8 +347,10 @@ def probe_scores(
 ) -> tuple[pd.DataFrame, dict]:
     """Train Gold and Pred probes on ``train`` and score the four Fig. 7 variants.
 
-    Returns ``(scores, probes)``: ``scores`` has columns variant, micro_f1, n, n_train, note,
-    with ``n`` the number of evaluated examples; ``probes`` maps "gold"/"pred" to ProbeSets.
+    Returns ``(scores, probes)``: ``scores`` has columns variant, micro_f1, n, n_train,
+    degenerate, note, with ``n`` the number of evaluated examples; ``probes`` maps
+    "gold"/"pred" to ProbeSets. A probe that predicts the same label set for every evaluated
+    example is ``degenerate``: NaN micro-F1 and the reason in ``note`` (and ``ProbeSet.note``).
     Pred probes use only examples whose output parsed. Single-label datasets have no
     *Pred 2+* row (one label per output) and skip examples without exactly one label.
     When fewer than two of the model's outputs parse, no Pred probe can be trained: its rows
@@ -342,14 +394,10 @@ def probe_scores(
                 )  # fmt: skip
             continue
         hard = fitted.predict(evaluation.X[ev])
-        rows.append(
-            {
-                "variant": variant,
-                "micro_f1": micro_f1(Y_ev[ev], hard),
-                "n": int(ev.sum()),
-                "n_train": int(tr.sum()),
-            }
-        )
+        rows.append(_scored(variant, Y_ev[ev], hard, None, labels, int(ev.sum()), int(tr.sum())))
+        fitted.note = rows[-1]["note"]
+        if fitted.note:
+            log.warning("%s probes %s", variant, fitted.note)
         if variant == "Pred" and multilabel:
             rows.append(_pred_2plus(evaluation, fitted, int(tr.sum())))
     # Perf: the model's own answers against gold (unparseable answers count as no labels).
@@ -361,8 +409,22 @@ def probe_scores(
             "n_train": 0,
         }
     )
-    columns = ["variant", "micro_f1", "n", "n_train", "note"]
-    return pd.DataFrame(rows, columns=columns).fillna({"note": ""}), probes
+    columns = ["variant", "micro_f1", "n", "n_train", "degenerate", "note"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["degenerate"] = frame["degenerate"].eq(True)  # rows without a probe: False
+    return frame.fillna({"note": ""}), probes
+
+
+def _scored(variant, Y, hard, mask, labels, n: int, n_train: int) -> dict:
+    """A probe row; a probe whose predictions are the same for every row is degenerate: NaN
+    micro-F1, with the prediction and the number it would have printed in ``note``."""
+    score = micro_f1(Y, hard, mask)
+    note = constant_prediction(hard, list(labels))
+    if note is None:
+        return {"variant": variant, "micro_f1": score, "n": n, "n_train": n_train,
+                "degenerate": False, "note": ""}  # fmt: skip
+    return {"variant": variant, "micro_f1": np.nan, "n": n, "n_train": n_train,
+            "degenerate": True, "note": f"{note} (micro-F1 of that fixed set: {score:.2f})"}  # fmt: skip
 
 
 def _pred_2plus(evaluation: ProbeData, probes: ProbeSet, n_train: int) -> dict:
@@ -374,17 +436,17 @@ def _pred_2plus(evaluation: ProbeData, probes: ProbeSet, n_train: int) -> dict:
     hard = probes.predict(evaluation.X[rows])
     mask = np.ones_like(Y, dtype=bool)
     mask[np.arange(len(Y)), evaluation.first[rows]] = False  # drop each first label
-    return {
-        "variant": "Pred 2+",
-        "micro_f1": micro_f1(Y, hard, mask),
-        "n": int(rows.sum()),
-        "n_train": n_train,
-    }
+    return _scored("Pred 2+", Y, hard, mask, probes.labels, int(rows.sum()), n_train)
 
 
 def probe_distribution(probes: ProbeSet, ids: list[str], X: np.ndarray) -> pd.DataFrame:
-    """The distribution contract: ``id`` + one probability column per label."""
+    """The distribution contract: ``id`` + one probability column per label, plus a ``note``
+    column when training found the probe degenerate (the alignment tables then mark the
+    row instead of printing its numbers as a result)."""
     proba = np.clip(probes.predict_proba(X), 0.0, 1.0)
     frame = pd.DataFrame(proba, columns=list(probes.labels))
     frame.insert(0, "id", [str(i) for i in ids])
+    note = getattr(probes, "note", "")  # probes pickled before the field existed have none
+    if note:
+        frame["note"] = f"Gold probe on the probe eval set: {note}"
     return frame

@@ -12,6 +12,12 @@ any top-level key, so one prompt config covers every dataset's wording and label
 The prompt is ``instruction + demos + query`` stripped (the reference code's choice), where a
 demo is ``example`` filled with the demo's text and formatted gold labels and the query is
 ``example`` cut just before ``{label}``. ``{labels}`` in the instruction reads "a, b, c and d".
+Placeholders are filled in one pass over the *template*, so a text that itself contains
+``{label}`` or ``{text}`` goes in verbatim.
+
+``max_new_tokens: auto`` sizes the generation budget from the longest possible answer (every
+label, in the prompt's label format, plus what closes it) under the run's tokenizer
+(``PromptBuilder.max_new_tokens``, called where the run is planned).
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from . import NONE_LABEL
 LABEL_FORMATS = ("json", "comma")
 LABEL_ORDERS = ("dataset", "alphabetical", "reverse", "random")
 SAMPLINGS = ("auto", "multilabel", "uniform", "random")
-_SENTINEL = "\x00LABEL\x00"
+LABEL_SCORINGS = ("first_token", "lookahead")
+AUTO = "auto"
+# Tokens ``max_new_tokens: auto`` adds to the longest answer's count: room for a capitalised
+# label, an extra space or a non-canonical split without cutting the answer.
+AUTO_SLACK = 4
+_PLACEHOLDER = re.compile(r"\{(text|label|labels)\}")
 TEMPLATE_KEYS = (
     "instruction",
     "example",
@@ -54,9 +65,10 @@ class PromptSpec:
     sampling: str = "auto"
     label_order: str = "dataset"
     seed: int = 0
-    max_new_tokens: int = 18
+    max_new_tokens: int | str = AUTO  # a count, or "auto" (longest answer, see module doc)
     stop: list[str] = field(default_factory=lambda: ["Input:", "Question:"])
     strip: bool = True
+    label_scoring: str = "first_token"  # or "lookahead" (engine/tracing.py, docs/label_tokens.md)
 
     def __post_init__(self):
         where = f"prompt {self.name!r}"
@@ -66,6 +78,17 @@ class PromptSpec:
             raise ValueError(f"{where}: label_order {self.label_order!r} not in {LABEL_ORDERS}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"{where}: sampling {self.sampling!r} not in {SAMPLINGS}")
+        if self.label_scoring not in LABEL_SCORINGS:
+            raise ValueError(
+                f"{where}: label_scoring {self.label_scoring!r} not in {LABEL_SCORINGS}"
+            )
+        budget = self.max_new_tokens
+        if budget != AUTO and (isinstance(budget, bool) or not isinstance(budget, int)):
+            raise ValueError(
+                f"{where}: max_new_tokens {budget!r} must be a positive integer or 'auto'"
+            )
+        if budget != AUTO and budget < 1:
+            raise ValueError(f"{where}: max_new_tokens {budget} must be >= 1 (or 'auto')")
         if not 0.0 <= float(self.multilabel_ratio) <= 1.0:
             raise ValueError(f"{where}: multilabel_ratio {self.multilabel_ratio} not in [0, 1]")
         if "{text}" not in self.example or "{label}" not in self.example:
@@ -132,10 +155,17 @@ def order_labels(labels, order: str, seed: int = 0) -> list[str]:
     raise ValueError(f"label_order {order!r} not in {LABEL_ORDERS}")
 
 
+def fill(template: str, **values: str) -> str:
+    """Replace ``{text}``/``{label}``/``{labels}`` in one pass over ``template``: what is put
+    in is never searched again, so user text containing a placeholder stays verbatim."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
 def format_labels(labels, label_format: str) -> str:
     labels = list(labels)
     if label_format == "json":
-        return json.dumps({"label": labels or [NONE_LABEL]})
+        # ensure_ascii=False: "Ärger" must appear as the model reads and writes it, not \u00c4
+        return json.dumps({"label": labels or [NONE_LABEL]}, ensure_ascii=False)
     if label_format == "comma":
         return ", ".join(labels) or NONE_LABEL
     raise ValueError(f"label_format {label_format!r} not in {LABEL_FORMATS}")
@@ -146,33 +176,92 @@ class ParsedOutput:
     labels: list[str] | None  # None = unparseable; [] = the model said none
     unknown: list[str] = field(default_factory=list)
     spans: list[tuple[str, int]] = field(default_factory=list)  # (label or none, char start)
+    truncated: bool = False  # the list was cut off (budget or EOS); read up to the cut
+
+
+_LABEL_LIST = re.compile(r'"label"\s*:\s*\[')
+
+
+def _scan_list(text: str, start: int, known: dict):
+    """Walk the ``"label": [...`` list after ``start``: (items, spans, state, end).
+
+    ``spans`` are where each item's text starts (escapes such as \\u00c4 decoded, so the
+    position is the raw one). ``state`` is "closed" (``end`` just past "]"), "cut" (the text
+    ends inside the list; a trailing unclosed item is kept only if it is a whole label name)
+    or "bad" (anything else: a stray character, no list).
+    """
+    head = _LABEL_LIST.search(text, start)
+    if head is None:
+        return [], [], "bad", start
+    items, spans, pos, n = [], [], head.end(), len(text)
+    decoder = json.JSONDecoder()
+    expect_item = True
+    while True:
+        while pos < n and text[pos].isspace():
+            pos += 1
+        if pos == n:
+            return items, spans, "cut", n
+        if text[pos] == "]":
+            return items, spans, "closed", pos + 1
+        if text[pos] == "," and not expect_item:
+            pos, expect_item = pos + 1, True
+            continue
+        if text[pos] != '"' or not expect_item:
+            return items, spans, "bad", pos
+        try:
+            item, after = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:  # unclosed string: the cut fragment
+            fragment = text[pos + 1 :].rstrip()
+            if fragment.lower() in known or fragment.lower() == NONE_LABEL:
+                items.append(fragment)
+                spans.append((fragment, pos + 1))
+            return items, spans, "cut", n
+        items.append(item)
+        spans.append((item, pos + 1))
+        pos, expect_item = after, False
+
+
+def _json_items(text: str, start: int, known: dict):
+    """(items, spans, truncated) of ``{"label": [...]}``, or None. Strict JSON from the first
+    "{" to the last "}" first; else a list the text stops inside (the budget ran out), read
+    up to the cut. Text after a closed list (other than "}") makes it unparseable."""
+    end = text.rfind("}")
+    obj = None
+    if end > start:
+        try:
+            obj = json.loads(text[start : end + 1])
+        except json.JSONDecodeError:
+            obj = None
+    if obj is not None:
+        items = obj.get("label") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            return None
+        found, spans, state, _ = _scan_list(text, start, known)
+        if state != "closed" or found != items:  # e.g. "label" key nested elsewhere
+            spans = []
+        return items, spans, False
+    items, spans, state, after = _scan_list(text, start, known)
+    if state == "cut" or (state == "closed" and not text[after:].strip()):
+        return items, spans, True
+    return None
 
 
 def parse_output(text: str, labels, label_format: str) -> ParsedOutput:
     """Parse a generated label list; never raises (unparseable -> ``labels=None``).
 
     ``spans`` gives where each listed label (or ``none``) starts in ``text``, so the trace can
-    say which generated step starts which label.
+    say which generated step starts which label. A list cut off before it closes (the
+    generation budget ran out) is read up to the cut, with ``truncated=True``: complete items
+    count, a trailing fragment only if it is a whole label name.
     """
     known = {lab.lower(): lab for lab in labels}
+    truncated = False
     if label_format == "json":
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end < start:
+        start = text.find("{")
+        found = _json_items(text, start, known) if start >= 0 else None
+        if found is None:
             return ParsedOutput(None)
-        try:
-            obj = json.loads(text[start : end + 1])
-        except json.JSONDecodeError:
-            return ParsedOutput(None)
-        items = obj.get("label") if isinstance(obj, dict) else None
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            return ParsedOutput(None)
-        # Locate every quoted item after the "label" key, in order.
-        spans, cursor = [], text.find("[", start)
-        for item in items:
-            pos = text.find(json.dumps(item)[1:-1], cursor) if cursor >= 0 else -1
-            if pos >= 0:
-                spans.append((item, pos))
-                cursor = pos + len(item)
+        items, spans, truncated = found
     else:
         body = text.lstrip()
         offset = len(text) - len(body)
@@ -186,6 +275,15 @@ def parse_output(text: str, labels, label_format: str) -> ParsedOutput:
             items.append(stripped)
             spans.append((stripped, offset + pos + lead))
             pos += len(part) + 1
+        if "\n" not in body:  # no line end: the list may stop mid-label
+            last = items[-1].lower()
+            if not last or (
+                last not in known
+                and last != NONE_LABEL
+                and any(k.startswith(last) for k in [*known, NONE_LABEL])
+            ):
+                truncated = True
+                items, spans = items[:-1], spans[:-1]
     out, unknown, label_spans = [], [], []
     for item, pos in spans:
         key = item.strip().lower()
@@ -197,9 +295,11 @@ def parse_output(text: str, labels, label_format: str) -> ParsedOutput:
             label_spans.append((known[key], pos))
         elif key:
             unknown.append(item)
+    if truncated and not label_spans:
+        return ParsedOutput(None, unknown=unknown, truncated=True)  # cut before any label
     if items and not label_spans:
         return ParsedOutput(None, unknown=unknown)  # only unknown words: not a label list
-    return ParsedOutput(out, unknown=unknown, spans=label_spans)
+    return ParsedOutput(out, unknown=unknown, spans=label_spans, truncated=truncated)
 
 
 def fallback_labels(text: str, labels) -> list[str]:
@@ -315,10 +415,10 @@ class PromptBuilder:
         return format_labels(labels, self.spec.label_format)
 
     def instruction(self) -> str:
-        return self.spec.instruction.replace("{labels}", join_labels(self.labels))
+        return fill(self.spec.instruction, labels=join_labels(self.labels))
 
     def block(self, text: str, labels) -> str:
-        return self.spec.example.replace("{text}", text).replace("{label}", self.format(labels))
+        return fill(self.spec.example, text=text, label=self.format(labels))
 
     def prefix(self) -> str:
         """Instruction + demos: identical for every query of the run."""
@@ -326,8 +426,8 @@ class PromptBuilder:
         return text.lstrip() if self.spec.strip else text
 
     def query(self, text: str) -> str:
-        head = self.spec.example.replace("{text}", text).split("{label}", 1)[0]
-        return head
+        # cut the *template* at {label}, then fill: a "{label}" inside the text stays text
+        return fill(self.spec.example.split("{label}", 1)[0], text=text)
 
     def prompt(self, text: str) -> str:
         full = self.instruction() + "".join(self.block(t, labs) for t, labs in self.demos)
@@ -340,6 +440,28 @@ class PromptBuilder:
         stripped = head[len(head.rstrip()) :] if self.spec.strip else ""
         tail = self.spec.example.split("{label}", 1)[1]
         return stripped + self.format(labels) + tail
+
+    def answer_tokens(self, tokenizer) -> int:
+        """Tokens of the longest possible answer: every label, in the prompt's order and
+        label format, up to the token that ends it (the JSON brace or the line end, where
+        ``StopRule`` stops), tokenised alone as the model would write it after the prompt."""
+        text = self.completion(self.labels)
+        if self.spec.label_format == "json":
+            end = text.index("}", text.index("{")) + 1
+        else:
+            body = len(text) - len(text.lstrip())
+            end = text.find("\n", body)
+            end = len(text) if end < 0 else end + 1
+        ids = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        # count up to the token that holds the end character (a merged '"]}\n' counts once)
+        return sum(1 for a, _ in ids["offset_mapping"] if a < end)
+
+    def max_new_tokens(self, tokenizer) -> int:
+        """The run's generation budget: the configured count, or for ``auto`` the longest
+        answer's tokens plus ``AUTO_SLACK``."""
+        if self.spec.max_new_tokens == AUTO:
+            return self.answer_tokens(tokenizer) + AUTO_SLACK
+        return int(self.spec.max_new_tokens)
 
 
 # What shapes a prompt's text (engine/standins.py learns these formats); label order, ICL

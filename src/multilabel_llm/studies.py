@@ -25,7 +25,10 @@ Nothing here imports Snakemake: rules/common.smk and the cost plan both call it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 SFT_SUFFIX = "-sft"
 
@@ -99,6 +102,9 @@ ALIGNMENT_KINDS = ("alignment", "base_vs_instruct")
 TRACE_KINDS = ("mechanisms", "label_order", "icl_ratio", "families", "attention")
 # model families with a figure of their own (paper §D.7 Qwen, §D.8 Medusa)
 FAMILY_FIGURES = {"fig13": "qwen2.5", "fig14": "qwen2.5", "fig15": "qwen2.5", "fig16": "medusa"}
+# artifacts that read linear probes, trained on the first-label hidden states of the study's
+# first prompt (rules/probes.smk): that prompt needs ``hidden_states: true``
+PROBE_ARTIFACTS = ("fig7", "fig15")
 STUDY_KEYS = (
     "kind",
     "artifacts",
@@ -243,6 +249,17 @@ def resolve_study(cfg: dict, name: str, spec: dict | None) -> Study:
             f"config key '{where}.exclude': expected a list of mappings such as "
             "{dataset: hatexplain, method: probes}"
         )
+    _check_exclude(
+        where,
+        exclude,
+        {
+            "dataset": datasets_all,
+            "model": list(cfg["models"]),
+            "prompt": prompts_all,
+            "testset": list(testsets),
+            "method": list(cfg["methods"]),
+        },
+    )
     study = Study(
         name,
         kind,
@@ -257,6 +274,23 @@ def resolve_study(cfg: dict, name: str, spec: dict | None) -> Study:
     )
     _check_testsets(cfg, study)
     return study
+
+
+def _check_exclude(where: str, exclude: list[dict], names: dict[str, list[str]]) -> None:
+    """An exclude rule with a misspelt key or name would silently exclude nothing."""
+    for j, rule in enumerate(exclude):
+        for key, value in rule.items():
+            if key not in names:
+                raise StudyError(
+                    f"config key '{where}.exclude[{j}]': unknown key {key!r}; allowed keys: "
+                    f"{list(names)}"
+                )
+            allowed = names[key]
+            base = base_slot(str(value)) if key == "model" else value
+            if value not in allowed and base not in allowed:
+                raise StudyError(
+                    f"config key '{where}.exclude[{j}].{key}': {value!r} is not one of {allowed}"
+                )
 
 
 def _check_testsets(cfg: dict, study: Study) -> None:
@@ -309,10 +343,79 @@ def resolve_studies(cfg: dict) -> dict[str, Study]:
             owners[art] = study.name
     # a study that can produce nothing (no models, datasets or prompts) is dropped
     studies = {n: s for n, s in studies.items() if s.datasets and s.models and s.prompts}
+    studies = _check_hidden_states(cfg, studies, defaulted=cfg.get("studies") is None)
     paper_tables(cfg, studies)  # roles must name cells of the study listing the table
     for dataset in cfg["datasets"]:
         _check_demo_pool(cfg, studies, dataset)
     return studies
+
+
+def _hidden(cfg: dict, prompt: str) -> bool:
+    return bool(cfg["prompts"][prompt].get("hidden_states"))
+
+
+def reads_probes(cfg: dict, method: str) -> bool:
+    """The ``probes`` method: its distributions come from probes on hidden states."""
+    return method == "probes" and cfg["methods"][method].get("kind") == "external"
+
+
+def _check_hidden_states(cfg: dict, studies: dict[str, Study], defaulted: bool) -> dict[str, Study]:
+    """Linear probes read ``hidden.npz``, which only prompts with ``hidden_states: true``
+    write; without it the DAG would fail later with a missing ``hidden.npz``.
+
+    A study the experiment lists is an error naming the setting. The default studies (an
+    experiment without ``studies:``) are trimmed instead: they stand for "whatever this
+    experiment can produce", so Fig 7/15 and the ``probes`` method are left out (logged).
+    """
+    kept = {}
+    for name, study in studies.items():
+        probe_arts = [a for a in study.artifacts if a in PROBE_ARTIFACTS]
+        prompt = study.prompts[0]  # the probe figures read the first prompt's probes
+        if probe_arts and not _hidden(cfg, prompt):
+            if not defaulted:
+                raise StudyError(
+                    f"config key 'prompts.{prompt}.hidden_states': study {name!r} lists "
+                    f"{probe_arts}, linear probes trained on the hidden states of its prompt "
+                    f"{prompt!r}, whose traces carry none; set prompts.{prompt}.hidden_states: "
+                    f"true, or drop {probe_arts} from studies.{name}.artifacts"
+                )
+            _warn_once(
+                f"{', '.join(probe_arts)} left out (default studies): prompt {prompt!r} has no "
+                f"hidden_states: true, so there are no probe features"
+            )
+            study.artifacts = [a for a in study.artifacts if a not in PROBE_ARTIFACTS]
+        probe_methods = [m for m in study.methods if reads_probes(cfg, m)]
+        missing = sorted(
+            {c["prompt"] for c in method_cells(cfg, study) if c["method"] in probe_methods}
+            - {p for p in study.prompts if _hidden(cfg, p)}
+        )
+        if missing:
+            settings = ", ".join(f"prompts.{p}.hidden_states: true" for p in missing)
+            if not defaulted:
+                raise StudyError(
+                    f"config key 'prompts.{missing[0]}.hidden_states': study {name!r} scores "
+                    f"method {probe_methods[0]!r} (linear probes on hidden states) with prompts "
+                    f"{missing}, whose traces carry none; set {settings}, or leave the method "
+                    f"out of studies.{name}.methods (or add it to studies.{name}.exclude)"
+                )
+            _warn_once(
+                f"method {probe_methods[0]!r} left out of study {name!r} (default studies): "
+                f"prompts {missing} have no hidden_states: true"
+            )
+            study.methods = [m for m in study.methods if m not in probe_methods]
+        if study.artifacts:
+            kept[name] = study
+    return kept
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # the config is resolved twice per Snakemake run (validation, then rules/common.smk)
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
 
 
 def _check_demo_pool(cfg: dict, studies: dict[str, Study], dataset: str) -> None:
@@ -424,7 +527,7 @@ def evaluated_testsets(cfg: dict, studies: dict[str, Study], dataset: str) -> li
         calibration = (method.get("params") or {}).get("calibration_testset")
         if calibration:
             names.append(calibration)
-        if method.get("kind") == "external" and run["method"] == "probes":
+        if reads_probes(cfg, run["method"]):
             names += probe_testsets(cfg)
     for study in studies.values():
         if study.kind in TRACE_KINDS and dataset in study.datasets:
@@ -442,6 +545,11 @@ def paper_tables(cfg: dict, studies: dict[str, Study]) -> dict[str, dict]:
     a mapping), prompt and test set from the study listing the table unless the role names
     them (the study's first prompt is its main prompt, not the alphabetically first)."""
     roles = cfg.get("roles") or {}
+    unknown = sorted(set(roles) - set(PAPER_TABLES))
+    if unknown:  # a misspelt role would otherwise be ignored and the table left out
+        raise StudyError(
+            f"config key 'roles': unknown roles {unknown}; allowed: {list(PAPER_TABLES)}"
+        )
     tables = {}
     for table in PAPER_TABLES:
         study = artifact_owner(studies, table)
@@ -449,6 +557,12 @@ def paper_tables(cfg: dict, studies: dict[str, Study]) -> dict[str, dict]:
         if not role or study is None:
             continue
         spec = {"model": role} if isinstance(role, str) else dict(role)
+        extra = sorted(set(spec) - {"model", "prompt", "testset"})
+        if extra:
+            raise StudyError(
+                f"config key 'roles.{table}': unknown keys {extra}; allowed keys: "
+                "['model', 'prompt', 'testset']"
+            )
         spec.setdefault("prompt", study.prompts[0])
         spec.setdefault("testset", study.testsets[0])
         for key, allowed in (

@@ -34,7 +34,8 @@ table = paper_table(
 where = f"model {spec['model']}, prompt {table.attrs['prompt']}, test set {table.attrs['testset']}"
 caption = (
     f"{params.title}: {where}. Mean [95% bootstrap CI] against the human distribution; "
-    "F1 is example-F1. N/A: not applicable to single-label datasets; —: not run."
+    "F1 is example-F1. N/A: not applicable to single-label datasets; —: not run; "
+    "untrained: a supervised method that learned nothing usable (reasons under the table)."
 )
 write_csv(snakemake.output.csv, table, index=False)
 write_text(

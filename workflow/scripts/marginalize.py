@@ -1,4 +1,8 @@
-"""Snakemake adapter: token-level marginalisation (bounded path search) for one test set."""
+"""Snakemake adapter: token-level marginalisation (bounded path search) for one test set.
+
+Resumable: shards beside the output (``<method>.shards/``) survive a killed job, keyed by
+everything that decides their content (see multilabel_llm.engine.run).
+"""
 # ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
 import sys
@@ -8,90 +12,27 @@ sys.stderr = open(snakemake.log[0], "w")
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from tqdm import tqdm
-
-from multilabel_llm.datasets import load_canonical
-from multilabel_llm.engine.loading import load_model
-from multilabel_llm.engine.run import plan_run, read_pool, set_threads
-from multilabel_llm.estimators import distribution_frame, normalise_rows, validate_distribution
-from multilabel_llm.io import read_id_list, write_parquet
-from multilabel_llm.marginalization import marginal_label_probs
-from multilabel_llm.prompts import parse_output, pick_template
+from multilabel_llm.engine.run import marginalize_from_files
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 
-params = snakemake.params
-settings = dict(params.settings)
-estimate = settings.pop("estimate", "normalized")
-model_cfg = dict(params.model)
-prompt_cfg = dict(params.prompt)
-dataset = load_canonical(Path(snakemake.input.examples).parent)
-labels = list(dataset.labels)
-ids = read_id_list(snakemake.input.ids)
-
-set_threads(snakemake.threads)
-model, tokenizer = load_model(model_cfg, adapter=model_cfg.get("adapter"))
-# the engine's own plan: the same prompts (token ids), stop rule and label format as the traces
-plan = plan_run(
-    dataset,
-    ids,
-    tokenizer,
-    prompt_cfg,
-    params.demo_split,
-    template=pick_template(prompt_cfg, params.loader, dataset.name),
-    model_name=model_cfg.get("name", ""),
-    pool_ids=read_pool(snakemake.input.get("demo_pool")),
+model_cfg = dict(snakemake.params.model)
+# an SFT slot's adapter path keeps a {dataset} placeholder (one adapter per dataset)
+adapter = snakemake.input.get("adapter") or model_cfg.get("adapter")
+if adapter:
+    adapter = adapter.format(**dict(snakemake.wildcards.items()))
+summary = marginalize_from_files(
+    Path(snakemake.input.examples).parent,
+    snakemake.input.ids,
+    model_cfg,
+    dict(snakemake.params.prompt),
+    dict(snakemake.params.settings),
+    snakemake.output.dist,
+    snakemake.output.stats,
+    demo_split=snakemake.params.demo_split,
+    loader=snakemake.params.loader,
+    adapter=adapter,
+    threads=snakemake.threads,
+    demo_pool=snakemake.input.get("demo_pool"),
 )
-label_format = plan.builder.spec.label_format
-
-
-def parse(text):
-    return parse_output(text, labels, label_format).labels
-
-
-values, stats = [], []
-for rid, prompt_ids in tqdm(
-    list(zip(ids, plan.prompts, strict=True)), desc="marginalize", file=sys.stderr
-):
-    res = marginal_label_probs(
-        model,
-        tokenizer,
-        "",
-        labels,
-        parse,
-        prompt_ids=prompt_ids,
-        is_complete=plan.stop_rule.text_done,
-        finalize_text=plan.stop_rule.truncate,
-        **settings,
-    )
-    values.append(res.probs(estimate))
-    stats.append(
-        {
-            "id": rid,
-            "explored_mass": res.explored_mass,
-            "unexplored_mass": res.unexplored_mass,
-            "unparsed_mass": res.unparsed_mass,
-            "n_paths": res.n_paths,
-            "n_expansions": res.n_expansions,
-            "seconds": res.seconds,
-            **{f"lower_{lab}": v for lab, v in zip(labels, res.lower, strict=True)},
-        }
-    )
-values = np.asarray(values, dtype=float).reshape(len(ids), len(labels))
-if not dataset.multilabel:
-    values = normalise_rows(values)
-frame = distribution_frame(ids, labels, values)
-validate_distribution(frame, labels, dataset.multilabel, snakemake.output.dist)
-stats = pd.DataFrame(stats)
-write_parquet(snakemake.output.dist, frame)
-write_parquet(snakemake.output.stats, stats)
-logging.info(
-    "%d examples: explored mass %.3f (mean), %.1f paths, %.1f expansions, %.2f s per example",
-    len(ids),
-    stats["explored_mass"].mean(),
-    stats["n_paths"].mean(),
-    stats["n_expansions"].mean(),
-    stats["seconds"].mean(),
-)
+print(summary, file=sys.stderr)

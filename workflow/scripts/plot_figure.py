@@ -44,7 +44,9 @@ elif p.kind == "fig5":
     plot = plots.figure_label_position_accuracy(frame, max_position=p.max_step)
 elif p.kind == "fig6":
     if frame.empty:
-        frame = pd.DataFrame(columns=["dataset", "model", "multilabel_ratio", "pct_multilabel"])
+        frame = pd.DataFrame(
+            columns=["dataset", "model", "multilabel_ratio", "n", "n_multilabel", "pct_multilabel"]
+        )
     plot = plots.figure_multilabel_icl(frame)
 elif p.kind == "fig11":
     if frame.empty:

@@ -1,4 +1,4 @@
-"""Adapter for rules score_unary / score_binary: breakdown scores (one forward per prompt)."""
+"""Adapter for rules score_unary / score_binary / score_binary_reversed: breakdown scores."""
 
 import logging
 import os

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from multilabel_llm.datasets.canonical import load_canonical
 from multilabel_llm.engine.run import set_threads
+from multilabel_llm.io import read_id_list
 from multilabel_llm.sft import load_for_training, train_sft
 
 set_threads(snakemake.threads)  # the job's share of cores, not all of them
@@ -17,8 +18,14 @@ set_threads(snakemake.threads)  # the job's share of cores, not all of them
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 
 cfg = dict(snakemake.params.sft)
+model_cfg = dict(snakemake.params.model)
 dataset = load_canonical(Path(snakemake.input.table).parent)
-model, tokenizer, qlora = load_for_training(dict(snakemake.params.model), cfg.get("qlora", False))
+# ids of every evaluated test set: kept out of the dev examples early stopping reads
+exclude = {
+    name: read_id_list(path)
+    for name, path in zip(snakemake.params.testsets, snakemake.input.testsets, strict=True)
+}
+model, tokenizer, qlora = load_for_training(model_cfg, cfg.get("qlora", False))
 frame = train_sft(
     model,
     tokenizer,
@@ -30,5 +37,7 @@ frame = train_sft(
     log_csv=snakemake.output.log_csv,
     qlora=qlora,
     loader=snakemake.params.loader,
+    model_cfg=model_cfg,
+    exclude=exclude,
 )
 logging.info("SFT done: %d optimizer steps, adapter in %s", len(frame), snakemake.output.adapter)

@@ -93,26 +93,76 @@ def require_columns(columns, expected, source: str) -> None:
         )
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A dataset file's text: UTF-8 with an optional byte-order mark (spreadsheet exports add
+    one, and it would otherwise end up in the first example or label), bytes that are not
+    UTF-8 named by file, line and column, an empty file named as empty."""
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.strip():
+        raise DatasetFormatError(f"{path}: the file is empty ({len(data)} bytes); expected data")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DatasetFormatError(
+            f"{path}:{line}: byte {data[err.start : err.start + 1]!r} at column {column} is not "
+            "UTF-8; re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def read_table(path: str | os.PathLike, require_rows: bool = True, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` of :func:`read_text` (all columns as text), with the parser's errors
+    (a stray TAB or comma giving a row too many fields) and a header-only file named by file."""
+    import csv
+    import io
+
+    path = Path(path)
+    text = read_text(path)
+    kwargs = {"dtype": str, "keep_default_na": False, **kwargs}
+    if kwargs.get("quoting") == csv.QUOTE_NONE:
+        # unquoted fields cannot hold the separator, so every row must have the header's
+        # field count; pandas would instead take a row with one field too many as an index
+        sep = kwargs.get("sep", ",")
+        lines = text.split("\n")
+        width = lines[0].rstrip("\r").count(sep)
+        for lineno, line in enumerate(lines[1:], start=2):
+            if line.strip() and line.rstrip("\r").count(sep) != width:
+                name = "a TAB" if sep == "\t" else repr(sep)
+                raise DatasetFormatError(
+                    f"{path}:{lineno}: {line.count(sep) + 1} fields where the header has "
+                    f"{width + 1}; {name} inside a text field splits it (replace it with a space)"
+                )
+    try:
+        frame = pd.read_csv(io.StringIO(text), **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as err:
+        raise DatasetFormatError(f"{path}: cannot parse the table: {err}") from None
+    if require_rows and frame.empty:
+        raise DatasetFormatError(
+            f"{path}: a header ({list(frame.columns)}) but no data rows; expected examples"
+        )
+    return frame
+
+
 def iter_jsonl(path: Path, required=()):
     """(``file:line``, object) per non-blank JSON Lines row; a malformed row or one missing a
     ``required`` field raises DatasetFormatError naming the file, line and field."""
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetFormatError(f"{where}: not a JSON object ({err})") from err
-            if not isinstance(obj, dict):
-                raise DatasetFormatError(
-                    f"{where}: expected a JSON object, got {type(obj).__name__}"
-                )
-            for key in required:
-                if key not in obj:
-                    raise DatasetFormatError(f"{where}: missing field {key!r}")
-            yield where, obj
+    # split on newlines only: JSON strings may hold a raw U+2028, which splitlines() breaks at
+    for lineno, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(f"{where}: not a JSON object ({err})") from err
+        if not isinstance(obj, dict):
+            raise DatasetFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        for key in required:
+            if key not in obj:
+                raise DatasetFormatError(f"{where}: missing field {key!r}")
+        yield where, obj
 
 
 def check_unique_ids(rows) -> None:

@@ -18,7 +18,14 @@ import random
 import re
 from pathlib import Path
 
-from ._common import DatasetFormatError, build_dataset, config_file, iter_jsonl, require_text
+from ._common import (
+    DatasetFormatError,
+    build_dataset,
+    config_file,
+    iter_jsonl,
+    read_text,
+    require_text,
+)
 from .canonical import SPLITS, CanonicalDataset
 
 LOADER = "boxes"
@@ -160,11 +167,7 @@ def parse_content(content: str, objects: set, where: str) -> list[str]:
 
 def load_files(cfg: dict, root, name: str) -> CanonicalDataset:
     objects_path = config_file(cfg, "objects", root, LOADER, "objects.txt")
-    objects = [
-        o.strip()
-        for o in objects_path.read_text(encoding="utf-8").splitlines()[0].split(",")
-        if o.strip()
-    ]
+    objects = [o.strip() for o in read_text(objects_path).splitlines()[0].split(",") if o.strip()]
     known = set(objects)
     records = []
     for split in SPLITS:

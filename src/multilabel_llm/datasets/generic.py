@@ -12,8 +12,6 @@ default_split, tie_break. See data/README.md for an example.
 
 from __future__ import annotations
 
-import pandas as pd
-
 from ._common import (
     DatasetFormatError,
     DropLog,
@@ -22,6 +20,7 @@ from ._common import (
     iter_jsonl,
     majority_label,
     mean_threshold,
+    read_table,
     require_columns,
     require_text,
 )
@@ -38,7 +37,7 @@ def _rows(path):
             require_columns(obj.keys(), ["id", "text", "labels"], where)
             yield where, obj
         return
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = read_table(path)
     require_columns(frame.columns, ["id", "text", "labels"], str(path))
     for r, rec in enumerate(frame.to_dict("records")):
         yield f"{path}: row {r + 2}", rec
@@ -115,6 +114,13 @@ def load(cfg: dict, root) -> CanonicalDataset:
             for lab in a
         }
     )
+    if not configured and label_set and set(label_set) <= {"0", "1"}:
+        raise DatasetFormatError(
+            f"{path}: field 'labels' holds only 0/1 values, which would make labels named "
+            f"{label_set}; the generic loader expects label names there (e.g. 'joy,anger' "
+            "or 'none'): turn one-column-per-label 0/1 data into names first, and list the "
+            f"label set under `labels:` in the dataset config {name!r}"
+        )
     drops = DropLog(name)
     records = []
     for entry in examples.values():

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from ._common import (
@@ -22,6 +21,8 @@ from ._common import (
     check_unique_ids,
     config_file,
     log,
+    read_table,
+    read_text,
     require_columns,
     require_file,
     require_text,
@@ -35,9 +36,7 @@ RAW_META_COLUMNS = ["id", "rater_id", "example_very_unclear"]
 
 
 def read_emotions(path: Path) -> list[str]:
-    emotions = [
-        line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    emotions = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     if len(set(emotions)) != len(emotions):
         raise DatasetFormatError(f"{path}: duplicate emotion names")
     return emotions
@@ -46,7 +45,7 @@ def read_emotions(path: Path) -> list[str]:
 def read_pooling(path: Path, emotions: list[str]) -> dict[str, list[str]]:
     """Read cluster -> members; every member must be a known emotion and every emotion covered."""
     try:
-        clustering = json.loads(path.read_text(encoding="utf-8"))
+        clustering = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DatasetFormatError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(clustering, dict) or not all(
@@ -80,42 +79,41 @@ def pool(emotion_set, clustering: dict[str, list[str]] | None) -> list[str]:
 def read_split_tsv(path: Path, split: str, emotions: list[str]) -> list[dict]:
     """``text \\t comma-separated emotion indices \\t id`` per line, no header."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line:
-                continue
-            fields = line.split("\t")
-            where = f"{path}:{lineno}"
-            if len(fields) != 3:
-                raise DatasetFormatError(
-                    f"{where}: expected 3 tab-separated fields (text, label ids, id), got {len(fields)}"
-                )
-            text, label_field, ex_id = fields
-            require_text(text, where)
-            if not ex_id.strip():
-                raise DatasetFormatError(f"{where}: field 'id' is empty")
-            try:
-                indices = [int(x) for x in label_field.split(",")]
-            except ValueError:
-                raise DatasetFormatError(
-                    f"{where}: field 'labels' must be comma-separated integers, got {label_field!r}"
-                ) from None
-            bad = [i for i in indices if not 0 <= i < len(emotions)]
-            if bad:
-                raise DatasetFormatError(
-                    f"{where}: field 'labels' has unknown label ids {bad} (emotions.txt has {len(emotions)})"
-                )
-            names = [emotions[i] for i in indices if emotions[i] != NEUTRAL]
-            rows.append(
-                {
-                    "id": ex_id.strip(),
-                    "split": split,
-                    "text": text,
-                    "emotions": names,
-                    "where": where,
-                }
+    for lineno, line in enumerate(read_text(path).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        fields = line.split("\t")
+        where = f"{path}:{lineno}"
+        if len(fields) != 3:
+            raise DatasetFormatError(
+                f"{where}: expected 3 tab-separated fields (text, label ids, id), got {len(fields)}"
             )
+        text, label_field, ex_id = fields
+        require_text(text, where)
+        if not ex_id.strip():
+            raise DatasetFormatError(f"{where}: field 'id' is empty")
+        try:
+            indices = [int(x) for x in label_field.split(",")]
+        except ValueError:
+            raise DatasetFormatError(
+                f"{where}: field 'labels' must be comma-separated integers, got {label_field!r}"
+            ) from None
+        bad = [i for i in indices if not 0 <= i < len(emotions)]
+        if bad:
+            raise DatasetFormatError(
+                f"{where}: field 'labels' has unknown label ids {bad} (emotions.txt has {len(emotions)})"
+            )
+        names = [emotions[i] for i in indices if emotions[i] != NEUTRAL]
+        rows.append(
+            {
+                "id": ex_id.strip(),
+                "split": split,
+                "text": text,
+                "emotions": names,
+                "where": where,
+            }
+        )
     return rows
 
 
@@ -126,7 +124,7 @@ def read_raters(
     per_id: dict[str, list[tuple[str, list[str]]]] = {}
     seen = set()
     for path in paths:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = read_table(path, require_rows=False)  # a rater file may hold none
         require_columns(frame.columns, RAW_META_COLUMNS + emotions, str(path))
         values = frame[emotions].to_numpy()
         bad = ~np.isin(values, ["0", "1"])

@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from ._common import (
     DatasetFormatError,
     DropLog,
@@ -27,6 +25,8 @@ from ._common import (
     config_file,
     iter_jsonl,
     majority_label,
+    read_table,
+    read_text,
     require_columns,
     require_text,
 )
@@ -78,7 +78,7 @@ def read_jsonl(path: Path, split: str) -> list[dict]:
 
 
 def read_csv(path: Path, split: str) -> list[dict]:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = read_table(path)
     require_columns(frame.columns, ["post_id", "text", "labels", "annotator_ids"], str(path))
     posts = []
     for r, rec in enumerate(frame.to_dict("records")):
@@ -99,8 +99,8 @@ def read_csv(path: Path, split: str) -> list[dict]:
 
 
 def read_original(dataset_path: Path, divisions_path: Path) -> list[dict]:
-    data = json.loads(dataset_path.read_text(encoding="utf-8"))
-    divisions = json.loads(divisions_path.read_text(encoding="utf-8"))
+    data = json.loads(read_text(dataset_path))
+    divisions = json.loads(read_text(divisions_path))
     unknown = [k for k in divisions if k not in DIVISIONS]
     if unknown:
         raise DatasetFormatError(

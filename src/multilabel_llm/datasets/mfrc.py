@@ -9,7 +9,6 @@ aggregate is the set of labels chosen by at least half of the annotators.
 
 from __future__ import annotations
 
-import pandas as pd
 import yaml
 
 from ._common import (
@@ -19,6 +18,8 @@ from ._common import (
     check_split_names,
     config_file,
     mean_threshold,
+    read_table,
+    read_text,
     require_columns,
     require_text,
 )
@@ -33,7 +34,7 @@ REQUIRED = ["text", "annotator", "annotation"]
 def read_splits(path) -> dict[str, str]:
     """text -> (split, id) from splits.yaml; ids are strings, unique across splits."""
     try:
-        splits = yaml.safe_load(path.read_text(encoding="utf-8"))
+        splits = yaml.safe_load(read_text(path))
     except yaml.YAMLError as err:
         raise DatasetFormatError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
@@ -79,7 +80,7 @@ def load(cfg: dict, root) -> CanonicalDataset:
     data_path = config_file(cfg, "data", root, LOADER, "final_mfrc_data.csv annotation file")
     splits_path = config_file(cfg, "splits", root, LOADER, "splits.yaml (split -> text -> id)")
     text_to = read_splits(splits_path)
-    frame = pd.read_csv(data_path, dtype=str, keep_default_na=False)
+    frame = read_table(data_path)
     require_columns(frame.columns, REQUIRED, str(data_path))
     drops = DropLog(name)
     examples: dict[str, dict] = {}

@@ -11,14 +11,13 @@ Labels are lowercased; their order is alphabetical (or ``labels:`` in the config
 
 from __future__ import annotations
 
-import pandas as pd
-
 from ._common import (
     DatasetFormatError,
     DropLog,
     build_dataset,
     config_file,
     majority_label,
+    read_table,
     require_columns,
 )
 from .canonical import CanonicalDataset
@@ -41,7 +40,7 @@ def load(cfg: dict, root) -> CanonicalDataset:
     )
     drops = DropLog(name)
 
-    consensus = pd.read_csv(consensus_path, dtype=str, keep_default_na=False)
+    consensus = read_table(consensus_path)
     require_columns(consensus.columns, ["FileName", "Split_Set"], str(consensus_path))
     split_of = {}
     for r, (file_name, split_set) in enumerate(
@@ -59,7 +58,7 @@ def load(cfg: dict, root) -> CanonicalDataset:
             continue
         split_of[ex_id] = SPLIT_SETS[split_set]
 
-    transcripts = pd.read_csv(transcripts_path, dtype=str, keep_default_na=False)
+    transcripts = read_table(transcripts_path)
     require_columns(transcripts.columns, ["id", "text"], str(transcripts_path))
     text_of = {}
     for r, (ex_id, text) in enumerate(zip(transcripts["id"], transcripts["text"], strict=True)):
@@ -68,7 +67,7 @@ def load(cfg: dict, root) -> CanonicalDataset:
             raise DatasetFormatError(f"{transcripts_path}: row {r + 2}: duplicate id {ex_id!r}")
         text_of[ex_id] = text
 
-    detailed = pd.read_csv(detailed_path, dtype=str, keep_default_na=False)
+    detailed = read_table(detailed_path)
     require_columns(detailed.columns, ["FileName", "EmoDetail"], str(detailed_path))
     configured = [lab.lower() for lab in cfg.get("labels") or []]
     votes: dict[str, list[tuple[str, str]]] = {}

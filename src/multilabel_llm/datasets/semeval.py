@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 
-import pandas as pd
-
 from ._common import (
     DatasetFormatError,
     build_dataset,
     check_unique_ids,
     config_file,
+    read_table,
     require_columns,
     require_text,
 )
@@ -29,7 +28,7 @@ EMOTIONS = [
 
 def read_split(path, split: str) -> list[dict]:
     # QUOTE_NONE: tweets contain quotes that are part of the text
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    frame = read_table(path, sep="\t", quoting=csv.QUOTE_NONE)
     require_columns(frame.columns, ["ID", "Tweet"] + EMOTIONS, str(path))
     extra = [c for c in frame.columns if c not in ["ID", "Tweet"] + EMOTIONS]
     if extra:

@@ -1,30 +1,53 @@
 """Attention mass on the input vs. generated label tokens (paper §D.6, Table 6).
 
 A separate pass (eager attention is needed to read the weights, and the maps are large):
-for each traced example, one forward over prompt + generated tokens; at every label step
-after the first, the attention row of the position that predicts that step (heads averaged,
-then layers) is split into mass/count on the *input* (the prompt), on the *label* part
-(generated tokens so far) and on the *first tokens* of the labels generated before. Table 6
-reports mean(mass / count) per region in percent.
+for each traced example, one forward over prompt + generated tokens; at every counted label
+step after the first (``analyses.counted_steps``: labels the output names, first occurrence
+only, the same steps as every other §4 analysis), the attention row of the position that
+predicts that step (heads averaged, then layers) is split into mass/count on the *input* (the
+prompt), on the *label* part (generated tokens so far) and on the *first tokens* of the labels
+generated before. Table 6 reports mean(mass / count) per region in percent.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..analyses import counted_steps
+from .loading import input_device
+
 
 @torch.inference_mode()
-def attention_summary(model, tokenizer, prompts: dict[str, list[int]], traces) -> pd.DataFrame:
-    """Rows: id, step, label, {input,label,first}_{mass,count} (one per label step >= 2)."""
+def attention_summary(
+    model,
+    tokenizer,
+    prompts: dict[str, list[int]],
+    traces,
+    labels: Sequence[str] | None = None,
+    label_format: str | None = None,
+) -> pd.DataFrame:
+    """Rows: id, step, label, {input,label,first}_{mass,count}, one per counted label step
+    after the first. ``step`` is the 0-based index among the counted steps (1 = the second
+    label; ``analyses.attention_summary`` reads r = step + 1).
+
+    ``labels`` (the dataset's, ``TraceMeta.labels``) decide which labels an unparsed output
+    names; without them each trace's own step labels are the candidates, which keeps the same
+    steps (a step's label is always one of the labels or none). ``label_format`` as in
+    ``counted_steps``.
+    """
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
-    device = next(model.parameters()).device
+    device = input_device(model)  # the main device also when placed over several GPUs
     rows = []
     for trace in tqdm(traces, unit="ex", desc="attention", mininterval=1):
-        if len(trace.label_steps) < 2 or trace.id not in prompts:
+        candidates = labels if labels is not None else [s.label for s in trace.label_steps]
+        steps = counted_steps(trace, candidates, label_format).steps
+        if len(steps) < 2 or trace.id not in prompts:
             continue
         prompt = prompts[trace.id]
         # Exact generated ids when the trace kept them (re-tokenising the text can misalign).
@@ -36,9 +59,11 @@ def attention_summary(model, tokenizer, prompts: dict[str, list[int]], traces) -
         out = model(input_ids=ids, output_attentions=True, use_cache=False)
         n_in = len(prompt)
         # (layers, seq, seq) after averaging heads; then mean over layers.
-        att = torch.stack([a[0].float().mean(0) for a in out.attentions]).mean(0).cpu().numpy()
+        # per layer to the input device first: layers may sit on different GPUs
+        att = torch.stack([a[0].float().mean(0).to(device) for a in out.attentions])
+        att = att.mean(0).cpu().numpy()
         firsts = []
-        for r, ls in enumerate(trace.label_steps):
+        for r, ls in enumerate(steps):
             q = n_in + ls.step - 1  # the position whose output predicts step ls.step
             if r > 0 and q < att.shape[0]:
                 row = att[q]

@@ -2,7 +2,8 @@
 
 Unary: for every (example, label or none) ask whether the label is "reasonable"; binary: for
 every unordered pair of labels + none (one order, ``itertools.combinations``) ask which of
-"a"/"b" is better. The header and demos are shared by every prompt of a run, so the prefix
+"a"/"b" is better. ``reverse=True`` asks every pair the other way round (b first): with both
+files a method can cancel the model's preference for one answer letter (docs/metrics.md). The header and demos are shared by every prompt of a run, so the prefix
 KV cache is computed once and the queries are batched over it; only the two answers' first
 token logits (max over their surface forms) are read.
 """
@@ -173,11 +174,18 @@ def score_binary(
     seed: int = 0,
     batch_size: int = 32,
     pool_ids=None,
+    reverse: bool = False,
 ) -> pd.DataFrame:
-    """Columns: id, label_a, label_b, p_a, logit_a, logit_b (one order per unordered pair)."""
+    """Columns: id, label_a, label_b, p_a, logit_a, logit_b (one order per unordered pair).
+
+    The pairs are asked in label-list order (a before b, as the paper's code did), or with
+    ``reverse`` the other way round; the header and demonstrations are the same either way.
+    """
     pool, by_id = _demo_pool_and_texts(dataset, ids, demo_split, pool_ids)
     prefix = binary_prefix(pool, dataset.labels, n_shots, seed)
     pairs = list(itertools.combinations([*dataset.labels, NONE_LABEL], 2))
+    if reverse:
+        pairs = [(b, a) for a, b in pairs]
     rows = [(i, a, b) for i in ids for a, b in pairs]
     queries = [binary_query(by_id[i], a, b) for i, a, b in rows]
     logits = score_next_token(
@@ -193,3 +201,16 @@ def score_binary(
             "logit_b": logits[:, 1],
         }
     )
+
+
+def score_binary_reversed(*args, **kwargs) -> pd.DataFrame:
+    """:func:`score_binary` with every pair asked the other way round."""
+    return score_binary(*args, **kwargs, reverse=True)
+
+
+# breakdown file kind -> scorer (the score_unary / score_binary / score_binary_reversed rules)
+SCORERS = {
+    "unary": score_unary,
+    "binary": score_binary,
+    "binary_reversed": score_binary_reversed,
+}

@@ -14,6 +14,12 @@ Two labels can share a first token ("s" for sadness and "S" for Surprise). Rules
     and reported as a collision;
   * a token that is only a secondary form of several labels is dropped from all of them.
 Every shared token is reported in ``shared`` (stored in the trace meta).
+
+Each form also records its ``lead``: the text the token carries before the label's first
+character ('"' for Llama 3's and Qwen's merged '"f' of fear, " " for " joy", "" for "f").
+A lead that is itself one token (the bare '"', " ") is an *opener*: the model can also emit
+it alone and start the label one step later. ``label_scoring: lookahead`` (engine/tracing.py)
+scores those two-step paths; docs/label_tokens.md explains why that matters.
 """
 
 from __future__ import annotations
@@ -29,13 +35,21 @@ from ..prompts import format_labels
 log = logging.getLogger(__name__)
 
 
-def _covering_token(tokenizer, text: str, char: int) -> int:
-    """Id of the token whose span covers character ``char`` of ``text``."""
+def _covering(tokenizer, text: str, char: int) -> tuple[int, str]:
+    """(id, lead) of the token whose span covers character ``char`` of ``text``; ``lead`` is
+    the part of the token before ``char``."""
+    if not 0 <= char < len(text):
+        raise ValueError(f"character {char} is outside {text!r} (a label missing from its text?)")
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     for tid, (start, end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
         if start <= char < end:
-            return int(tid)
+            return int(tid), text[start:char]
     raise ValueError(f"no token covers character {char} of {text!r}")
+
+
+def _covering_token(tokenizer, text: str, char: int) -> int:
+    """Id of the token whose span covers character ``char`` of ``text``."""
+    return _covering(tokenizer, text, char)[0]
 
 
 def surface_variants(label: str, capitalised: bool = True) -> list[str]:
@@ -68,8 +82,25 @@ class LabelTokens:
     """First-token forms of every score label (labels + none) and how to reduce them."""
 
     labels: list[str]  # score labels: the dataset labels then none
-    forms: list[dict]  # {"label", "token_id", "text", "primary"} per (label, token)
+    forms: list[dict]  # {"label", "token_id", "text", "primary", "lead"} per (label, token)
     shared: list[dict] = field(default_factory=list)
+    openers: list[dict] = field(default_factory=list)  # {"token_id", "text"}: bare leads
+
+    @property
+    def opener_ids(self) -> list[int]:
+        return [o["token_id"] for o in self.openers]
+
+    @property
+    def leadless(self) -> np.ndarray:
+        """Mask of the forms that start right at the label (what may follow an opener)."""
+        return np.asarray([not f.get("lead") for f in self.forms], dtype=bool)
+
+    def form_of(self, token_id: int, label: str) -> dict | None:
+        """``label``'s form with this token id, if it is one."""
+        for f in self.forms:
+            if f["token_id"] == token_id and f["label"] == label:
+                return f
+        return None
 
     @property
     def form_ids(self) -> list[int]:
@@ -112,17 +143,21 @@ def detect_label_tokens(
     """
     score_labels = [*labels, NONE_LABEL]
     found: dict[str, dict[int, bool]] = {}
+    leads: dict[int, str] = {}
     for k, label in enumerate(score_labels):
         other = score_labels[(k + 1) % len(score_labels)]
         primary_text = lead + format_labels([label], label_format)
-        primary = _covering_token(tokenizer, primary_text, primary_text.rfind(label))
+        primary, primary_lead = _covering(tokenizer, primary_text, primary_text.rfind(label))
+        leads.setdefault(primary, primary_lead)
         ids = {primary: True}
         for variant in surface_variants(label, capitalised):
             shapes = _contexts(variant, other, leading_space)
             for before, after in extra_contexts or []:
                 shapes.append((before + variant + after, len(before)))
             for text, char in shapes:
-                ids.setdefault(_covering_token(tokenizer, text, char), False)
+                tid, form_lead = _covering(tokenizer, text, char)
+                ids.setdefault(tid, False)
+                leads.setdefault(tid, form_lead)
         found[label] = ids
     owners: dict[int, list[str]] = {}
     for label, ids in found.items():
@@ -162,12 +197,26 @@ def detect_label_tokens(
                     "token_id": tid,
                     "text": tokenizer.decode([tid]),
                     "primary": bool(is_primary),
+                    "lead": leads[tid],
                 }
             )
     missing = [lab for lab in score_labels if not any(f["label"] == lab for f in forms)]
     if missing:  # cannot happen by construction (primary forms are never all dropped)
         raise ValueError(f"labels {missing} lost every first-token form")
-    return LabelTokens(score_labels, forms, shared)
+    return LabelTokens(score_labels, forms, shared, _openers(tokenizer, forms))
+
+
+def _openers(tokenizer, forms: list[dict]) -> list[dict]:
+    """The forms' leads that are one token on their own ('"', " "), in first-seen order."""
+    out, seen = [], set()
+    for lead in (f["lead"] for f in forms):
+        if not lead or lead in seen:
+            continue
+        seen.add(lead)
+        ids = tokenizer(lead, add_special_tokens=False).input_ids
+        if len(ids) == 1 and tokenizer.decode(ids) == lead:
+            out.append({"token_id": int(ids[0]), "text": lead})
+    return out
 
 
 def answer_tokens(tokenizer, answers, lead: str = " ") -> LabelTokens:

@@ -3,16 +3,19 @@
 A model config (config/model/<name>.yaml) names one of
   ``gguf: {package, file}`` (or ``gguf: {path}``): a GGUF file; transformers dequantises it
       (~15-20 s), so the first load converts it once to safetensors in the model cache
-      (env ``MULTILABEL_LLM_CACHE``, default ``resources/models``) and later loads take <1 s;
+      (env ``MULTILABEL_LLM_CACHE``, default ``resources/models``), keyed by the source file
+      (path, size, mtime), and later loads take <1 s;
   ``path``: a local transformers checkpoint directory;
-  ``hf_id``: a hub id, resolved by ``from_pretrained`` (honours the HF cache and
-      ``HF_HUB_OFFLINE``).
-``dtype`` (float32 | bfloat16 | float16 | auto) and ``device`` (cpu | cuda | auto) are
-optional; the default is float32 on CPU, the model config's dtype elsewhere.
+  ``hf_id``: a hub id, resolved by ``from_pretrained`` (honours the HF cache, ``revision``
+      and ``HF_HUB_OFFLINE``).
+How it loads (dtype, placement over GPUs, quantisation, revision, ``trust_remote_code``,
+attention implementation, batch size) is the model's :class:`ModelSpec` (engine/model_spec.py);
+every backend (traces, breakdown, attention, marginalisation) loads through :func:`load_model`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -23,16 +26,12 @@ from pathlib import Path
 
 import torch
 
+from .model_spec import DTYPES, ModelSpec, parse_dtype
+
 log = logging.getLogger(__name__)
 
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
+__all__ = ["DTYPES", "ModelSpec", "load_model", "load_tokenizer", "load_weights", "parse_dtype"]
+
 CACHE_ENV = "MULTILABEL_LLM_CACHE"
 DEFAULT_CACHE = Path("resources") / "models"
 
@@ -41,22 +40,18 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
 
-def parse_dtype(value) -> torch.dtype | str:
-    if value is None:
-        return torch.float32
-    if isinstance(value, torch.dtype):
-        return value
-    if value == "auto":
-        return "auto"
-    if value not in DTYPES:
-        raise ValueError(f"model dtype {value!r}: expected one of {sorted(DTYPES)} or 'auto'")
-    return DTYPES[value]
-
-
-def pick_device(value: str | None = None) -> torch.device:
-    if value in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(value)
+def input_device(model) -> torch.device:
+    """Where a model's inputs go: its main device when dispatched over several devices with
+    accelerate (the first GPU of the map; CPU when everything is on host or disk), else the
+    device of its parameters. Offloaded parameters sit on ``meta``, so the first parameter
+    alone can mislead."""
+    device_map = getattr(model, "hf_device_map", None) or {}
+    if len(set(device_map.values())) > 1 or "disk" in device_map.values():
+        for device in device_map.values():
+            if device not in ("cpu", "disk"):
+                return torch.device(device if isinstance(device, str) else f"cuda:{device}")
+        return torch.device("cpu")
+    return next(p.device for p in model.parameters() if p.device.type != "meta")
 
 
 def gguf_location(model_cfg: dict) -> tuple[Path, str]:
@@ -65,6 +60,8 @@ def gguf_location(model_cfg: dict) -> tuple[Path, str]:
     name = model_cfg.get("name", "<unnamed>")
     if spec.get("path"):
         path = Path(spec["path"])
+        if not path.is_file():
+            raise ValueError(f"model {name}: gguf.path {path} is not a file")
         return path.parent, path.name
     package, file = spec.get("package"), spec.get("file")
     if not package or not file:
@@ -81,8 +78,22 @@ def gguf_location(model_cfg: dict) -> tuple[Path, str]:
     return directory, file
 
 
+def gguf_source_key(model_cfg: dict) -> str:
+    """Identity of the GGUF file: resolved path, size and mtime (hashing a 40 GB file on every
+    load would cost minutes; replacing or editing the file changes size or mtime)."""
+    directory, file = gguf_location(model_cfg)
+    path = (directory / file).resolve()
+    stat = path.stat()
+    text = f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def converted_dir(model_cfg: dict) -> Path:
-    return cache_root() / model_cfg.get("name", "model")
+    """The conversion's cache dir, keyed by the source file (not the model name), so pointing
+    ``gguf.package``/``gguf.path`` at another file converts again, and models sharing a
+    file (a model and its ``-sft`` variant) share one conversion."""
+    _, file = gguf_location(model_cfg)
+    return cache_root() / f"{Path(file).stem}-{gguf_source_key(model_cfg)}"
 
 
 def _convert_gguf(model_cfg: dict, target: Path) -> None:
@@ -105,7 +116,12 @@ def _convert_gguf(model_cfg: dict, target: Path) -> None:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "SOURCE.txt").write_text(f"converted from {directory / file}\n", encoding="utf-8")
+        stat = (directory / file).stat()
+        (tmp / "SOURCE.txt").write_text(
+            f"converted from {(directory / file).resolve()} "
+            f"({stat.st_size} bytes, mtime_ns {stat.st_mtime_ns})\n",
+            encoding="utf-8",
+        )
         if not target.exists():
             os.replace(tmp, target)
     finally:
@@ -132,40 +148,118 @@ def resolve_checkpoint(model_cfg: dict) -> str:
     raise ValueError(f"model {name}: set one of 'gguf', 'path' or 'hf_id'")
 
 
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub may not be contacted (``HF_HUB_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return env or bool(constants.HF_HUB_OFFLINE)
+
+
+def _from_source(load, model_cfg: dict, checkpoint: str, what: str, **kwargs):
+    """``load(checkpoint, **kwargs)``; for a hub id, a failure names the slot, the id and
+    ``HF_HUB_OFFLINE`` instead of the hub client's connection error."""
+    try:
+        return load(checkpoint, **kwargs)
+    except OSError as err:
+        if model_cfg.get("gguf") or model_cfg.get("path") or not model_cfg.get("hf_id"):
+            raise
+        slot = model_cfg.get("slot")
+        where = f"models.{slot}.hf_id" if slot else "hf_id"
+        name = model_cfg.get("name", "<unnamed>")
+        revision = f" at revision {model_cfg['revision']!r}" if model_cfg.get("revision") else ""
+        home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        if hub_offline():
+            why = (
+                f"it is not in the Hugging Face cache (HF_HOME={home}) and HF_HUB_OFFLINE=1 "
+                f"forbids downloading: fetch it first where the hub is reachable (the "
+                f"download_models step), or set the model's `path` to a local checkpoint"
+            )
+        else:
+            why = (
+                "the hub did not serve it (HF_HUB_OFFLINE is not set): check the id, network "
+                "access, and HF_TOKEN for gated models (Llama)"
+            )
+        raise ValueError(
+            f"model {name!r} ({where}={checkpoint!r}{revision}): cannot load its {what}: "
+            f"{why}. ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
+
+
 def load_tokenizer(model_cfg: dict):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(model_cfg))
+    checkpoint = resolve_checkpoint(model_cfg)
+    kwargs = {}
+    if model_cfg.get("revision") and model_cfg.get("hf_id") and not model_cfg.get("path"):
+        kwargs["revision"] = model_cfg["revision"]
+    if model_cfg.get("trust_remote_code"):
+        kwargs["trust_remote_code"] = True
+    tokenizer = _from_source(
+        AutoTokenizer.from_pretrained, model_cfg, checkpoint, "tokenizer", **kwargs
+    )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_model(model_cfg: dict, adapter: str | None = None, device: str | None = None):
-    """Return ``(model, tokenizer)`` in eval mode on ``device`` (default: cfg or auto).
+def load_model(
+    model_cfg: dict,
+    adapter: str | None = None,
+    device: str | None = None,
+    *,
+    spec: ModelSpec | None = None,
+    resources: dict | None = None,
+):
+    """Return ``(model, tokenizer)`` in eval mode, placed as the model's :class:`ModelSpec`
+    says (``spec``, else parsed from ``model_cfg`` + ``resources``; ``device`` overrides).
 
-    ``adapter`` is a peft LoRA directory applied on top and merged (inference only).
+    ``adapter`` is a peft LoRA directory applied on top: merged into full-precision weights;
+    kept as a separate (unmerged) LoRA on quantised ones, where merging would requantise.
     """
-    from transformers import AutoModelForCausalLM
+    if spec is None:
+        spec = ModelSpec.from_config(model_cfg, resources=resources, device=device)
+    return load_weights(model_cfg, spec, adapter), load_tokenizer(model_cfg)
+
+
+def load_weights(model_cfg: dict, spec: ModelSpec, adapter: str | None = None):
+    """The model alone (no tokenizer), loaded through ``from_pretrained`` as ``spec`` says."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     checkpoint = resolve_checkpoint(model_cfg)
-    dev = pick_device(device or model_cfg.get("device"))
-    dtype = parse_dtype(model_cfg.get("dtype") if dev.type != "cpu" else "float32")
-    attn = model_cfg.get("attn_implementation")
-    kwargs = {"dtype": dtype}
-    if attn:
-        kwargs["attn_implementation"] = attn
+    local = bool(model_cfg.get("gguf") or model_cfg.get("path"))
+    hub_kw = {"trust_remote_code": True} if spec.trust_remote_code else {}
+    if spec.revision and not local:
+        hub_kw["revision"] = spec.revision
+    config = _from_source(AutoConfig.from_pretrained, model_cfg, checkpoint, "config", **hub_kw)
+    kwargs = spec.from_pretrained_kwargs(config)
+    if local:
+        kwargs.pop("revision", None)  # a revision names a hub commit, not a local dir
     start = time.time()
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, **kwargs)
+    model = _from_source(
+        AutoModelForCausalLM.from_pretrained, model_cfg, checkpoint, "weights", **kwargs
+    )
     if adapter:
         from peft import PeftModel
 
         if not Path(adapter, "adapter_config.json").is_file():
             raise ValueError(f"adapter {adapter}: no adapter_config.json (expected a peft dir)")
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    model.to(dev).eval()
-    log.info("loaded %s (%s) in %.1f s", model_cfg.get("name"), checkpoint, time.time() - start)
-    return model, load_tokenizer(model_cfg)
+        model = PeftModel.from_pretrained(model, adapter)
+        if not spec.quantization:
+            model = model.merge_and_unload()
+    if "device_map" not in kwargs:
+        model.to(spec.input_device)
+    model.eval()
+    where = kwargs.get("device_map", {"": str(spec.input_device)})
+    log.info(
+        "loaded %s (%s) in %.1f s: %s; device map %s",
+        spec.name,
+        checkpoint,
+        time.time() - start,
+        spec.describe(),
+        where if len(where) <= 4 else f"over {sorted(set(where.values()), key=str)}",
+    )
+    return model
 
 
 def bundled_model_cfg() -> dict:

@@ -2,9 +2,14 @@
 
 Shards live in ``<out dir>/shards/`` (``shard-00000.jsonl.gz`` plus ``.hidden.npz`` when
 hidden states are asked for), each written atomically; a rerun skips finished shards. A
-``manifest.json`` fingerprints the run (prompts, label forms, generation settings): if it
-changed, stale shards are deleted rather than mixed in. The merged ``traces.jsonl.gz`` (and
-``hidden.npz``) are written last, atomically, so the Snakemake output exists only when whole.
+``manifest.json`` holds a digest of everything that decides a shard's content: the prompts and
+label forms, the ids, the generation settings, the shard layout, the engine version, the
+resolved checkpoint (GGUF file / local directory / hub id and revision), the adapter's bytes,
+the dtype and a probe of the loaded weights. If any of it changed, the stale shards are deleted
+rather than mixed in, and the log says which part changed. The merged ``traces.jsonl.gz`` (and
+``hidden.npz``) are written last, atomically, after checking that they hold exactly the run's
+ids, so the Snakemake output exists only when whole. Token-level marginalisation
+(:func:`marginalize`) resumes the same way from ``<method>.shards/``.
 """
 
 from __future__ import annotations
@@ -18,16 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..io import read_json, write_json, write_with
-from ..prompts import PromptBuilder, resolve_prompt
+from .. import __version__
+from ..io import read_json, write_json, write_parquet, write_with
+from ..prompts import PromptBuilder, parse_output, resolve_prompt
 from ..traces import TraceMeta, read_traces, write_traces
 from .label_tokens import detect_label_tokens
 from .tracing import StopRule, TraceEngine, common_prefix_len, finalize, first_label_hidden
 
 log = logging.getLogger(__name__)
+
+# Bump when a change to the engine alters what a shard holds for the same inputs, so shards
+# written by the older engine are recomputed instead of merged with new ones.
+ENGINE_VERSION = 3
+# files whose size and mtime stand for a local checkpoint's weights (hashing GBs is too slow)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 
 
 @dataclass
@@ -42,6 +55,8 @@ class RunPlan:
     label_tokens: object
     stop_rule: StopRule
     fingerprint: str
+    parts: dict  # the fingerprint's pieces, for a shard manifest that names what changed
+    n_truncated: int = 0  # query texts cut to fit the context (too_long="truncate")
 
 
 def plan_run(
@@ -54,15 +69,41 @@ def plan_run(
     model_name: str = "",
     extra: dict | None = None,
     pool_ids=None,
+    *,
+    max_context: int | None = None,
+    too_long: str = "fail",
 ):
+    """Prompts, label tokens and stop rule of one run; see :class:`RunPlan`.
+
+    ``max_context`` (the model's context in tokens) bounds prompt + answer; prompts longer
+    than that fail the run naming how many and the longest, or with ``too_long="truncate"``
+    have their query text cut to fit (the count is logged and kept in the plan).
+    """
+    if too_long not in ("fail", "truncate"):
+        raise ValueError(
+            f"model config key 'too_long_prompts': {too_long!r}; expected 'fail' or 'truncate'"
+        )
     spec = resolve_prompt(prompt_cfg, dataset.name, template)
     builder = PromptBuilder.from_dataset(spec, dataset, demo_split, exclude=ids, pool_ids=pool_ids)
+    spec.max_new_tokens = builder.max_new_tokens(tokenizer)  # "auto": the longest answer's tokens
     frame = dataset.examples.set_index("id")
     missing = [i for i in ids if i not in frame.index]
     if missing:
         raise ValueError(f"{len(missing)} test ids not in dataset {dataset.name}: {missing[:5]}")
     texts = frame.loc[list(ids), "text"].tolist()
     prompts = [tokenizer(builder.prompt(t)).input_ids for t in texts]
+    n_cut = 0
+    if max_context:
+        n_cut = _fit_context(
+            builder,
+            tokenizer,
+            list(ids),
+            texts,
+            prompts,
+            max_context,
+            spec.max_new_tokens,
+            too_long,
+        )
     prefix_tok = tokenizer(builder.prefix()).input_ids
     prefix_ids = prefix_tok[: common_prefix_len(prefix_tok, prompts)]
     completion = builder.completion([])
@@ -76,9 +117,11 @@ def plan_run(
         leading_space=bool(prompt_cfg.get("label_forms", {}).get("leading_space", True)),
     )
     stop_rule = StopRule(tokenizer, spec.label_format, spec.stop)
+    pieces = (model_name, spec.__dict__, label_tokens.forms, ids, prompts, extra or {})
     digest = hashlib.sha256()
-    for obj in (model_name, spec.__dict__, label_tokens.forms, ids, prompts, extra or {}):
+    for obj in pieces:
         digest.update(json.dumps(obj, sort_keys=True, default=str).encode())
+    names = ("model_name", "prompt", "label_forms", "ids", "prompt_tokens", "settings")
     return RunPlan(
         builder,
         list(dataset.labels),
@@ -88,19 +131,242 @@ def plan_run(
         label_tokens,
         stop_rule,
         digest.hexdigest()[:16],
+        dict(zip(names, pieces, strict=True)),
+        n_cut,
     )
 
 
-def _prepare_shards(shard_dir: Path, fingerprint: str) -> None:
-    manifest = shard_dir / "manifest.json"
-    if manifest.is_file() and read_json(manifest).get("fingerprint") != fingerprint:
-        log.warning(
-            "%s: settings changed since the shards were written; discarding them", shard_dir
+def _fit_context(builder, tokenizer, ids, texts, prompts, max_context, max_new, too_long) -> int:
+    """Check every prompt leaves ``max_new`` tokens of context; cut query texts if asked.
+
+    Mutates ``prompts`` (and ``texts``) in place; returns how many query texts were cut.
+    """
+    budget = max_context - max_new
+    over = [j for j, p in enumerate(prompts) if len(p) > budget]
+    if not over:
+        return 0
+    longest = max(over, key=lambda j: len(prompts[j]))
+    if too_long != "truncate":
+        raise ValueError(
+            f"{len(over)} of {len(prompts)} prompts do not fit the model's context of "
+            f"{max_context} tokens with {max_new} left for the answer (longest: id "
+            f"{ids[longest]!r}, {len(prompts[longest])} prompt tokens); shorten those texts, or "
+            "set the model config key 'too_long_prompts: truncate' to cut the query text to fit"
         )
-        for f in shard_dir.glob("shard-*"):
-            f.unlink()
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    write_json(manifest, {"fingerprint": fingerprint})
+    for j in over:
+        text = texts[j]
+        while len(prompts[j]) > budget:
+            text_ids = tokenizer(text, add_special_tokens=False).input_ids
+            if not text_ids:  # the instruction and demos alone overflow: nothing to cut
+                raise ValueError(
+                    f"id {ids[j]!r}: the prompt without its query text is already "
+                    f"{len(prompts[j])} tokens, over the context of {max_context} less "
+                    f"{max_new} for the answer; use fewer or shorter demonstrations"
+                )
+            # cut the overflow (re-tokenising may merge tokens at the cut, hence the loop)
+            keep = max(0, len(text_ids) - (len(prompts[j]) - budget))
+            text = tokenizer.decode(text_ids[:keep])
+            prompts[j] = tokenizer(builder.prompt(text)).input_ids
+        texts[j] = text
+    log.warning(
+        "%d of %d query texts were cut to fit the model's context of %d tokens (%d left for "
+        "the answer; longest prompt was id %r) because too_long_prompts is 'truncate'",
+        len(over),
+        len(prompts),
+        max_context,
+        max_new,
+        ids[longest],
+    )
+    return len(over)
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dir_digest(path) -> str:
+    """sha256 over every file's relative name and bytes (adapters are small: MBs)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for f in sorted(q for q in root.rglob("*") if q.is_file()):
+        digest.update(str(f.relative_to(root)).encode() + b"\0")
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _stat(path: Path) -> dict:
+    st = path.stat()
+    return {"file": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _hub_snapshot(hf_id: str, revision: str | None) -> str | None:
+    """The commit of the locally cached snapshot of ``hf_id`` (offline; None if not cached)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(hf_id, "config.json", revision=revision)
+    except Exception:  # an odd id or an old hub client: the id and revision still count
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
+def checkpoint_identity(model_cfg: dict) -> dict:
+    """What decides which weights a model slot loads, without reading the weights.
+
+    GGUF: the file's path, size and mtime. Local directory: its resolved path, a digest of
+    ``config.json`` and the size and mtime of every weight file. Hub id: the id, the configured
+    revision and the commit of the cached snapshot. Renaming the slot changes none of these;
+    pointing it elsewhere changes them.
+    """
+    from .loading import gguf_location
+
+    name = model_cfg.get("name", "<unnamed>")
+    if model_cfg.get("gguf"):
+        directory, file = gguf_location(model_cfg)
+        source = (directory / file).resolve()
+        return {"gguf": str(source), **_stat(source)}
+    if model_cfg.get("path"):
+        path = Path(model_cfg["path"]).resolve()
+        if not path.is_dir():
+            raise ValueError(f"model {name}: path {path} is not a directory")
+        config = path / "config.json"
+        weights = sorted(
+            (f for f in path.iterdir() if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES)),
+            key=lambda f: f.name,
+        )
+        return {
+            "path": str(path),
+            "config": _digest(config.read_text(encoding="utf-8")) if config.is_file() else None,
+            "weights": [_stat(f) for f in weights],
+        }
+    if model_cfg.get("hf_id"):
+        hf_id, revision = str(model_cfg["hf_id"]), model_cfg.get("revision")
+        return {"hf_id": hf_id, "revision": revision, "snapshot": _hub_snapshot(hf_id, revision)}
+    raise ValueError(f"model {name}: set one of 'gguf', 'path' or 'hf_id'")
+
+
+def run_identity(model_cfg: dict, adapter=None) -> dict:
+    """Checkpoint and adapter identity plus the configured dtype and backend of a model slot."""
+    identity = {
+        "checkpoint": checkpoint_identity(model_cfg),
+        "dtype": model_cfg.get("dtype"),
+        "backend": model_cfg.get("backend", "hf"),
+        "quantization": model_cfg.get("quantization"),  # 8/4-bit weights change the traces
+    }
+    if adapter:
+        if not Path(adapter).is_dir():
+            raise ValueError(f"adapter {adapter}: not a directory (expected a peft LoRA dir)")
+        identity["adapter"] = dir_digest(adapter)
+    return identity
+
+
+def weight_probe(model) -> str | None:
+    """A digest of the first and last values of every parameter of a loaded model.
+
+    Cheap (two small slices per tensor) and it catches what a config cannot: a merged LoRA
+    moves every entry of the matrices it adapts, another seed or checkpoint moves them all.
+    None for what is not an in-memory torch model.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return None
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.device.type == "meta":  # offloaded weights: nothing to read cheaply
+                return None
+            flat = param.detach().reshape(-1)
+            digest.update(f"{name}{tuple(param.shape)}{param.dtype}".encode())
+            ends = torch.cat([flat[:16], flat[-16:]]).float().cpu().numpy()
+            digest.update(ends.tobytes())
+    return digest.hexdigest()[:16]
+
+
+class ShardStore:
+    """Resumable shards of one run under ``shard_dir``, keyed by a manifest.
+
+    ``components`` maps a name (``prompts``, ``checkpoint`` ...) to anything JSON-able that
+    decides the shards' content; the shard layout and :data:`ENGINE_VERSION` are added here.
+    Each component is digested on its own so that a mismatch log names what changed.
+    """
+
+    def __init__(self, shard_dir, ids, shard_size: int, components: dict):
+        if not isinstance(shard_size, int) or shard_size < 1:
+            raise ValueError(f"shard_size {shard_size!r}: expected a positive integer")
+        self.dir = Path(shard_dir)
+        self.ids = [str(i) for i in ids]
+        self.size = shard_size
+        self.components = {k: _digest(v) for k, v in components.items()}
+        self.components["shard_layout"] = _digest({"shard_size": shard_size, "n": len(ids)})
+        self.components["engine"] = _digest({"engine": ENGINE_VERSION, "package": __version__})
+        self.key = _digest(self.components)
+        self.starts = list(range(0, len(self.ids), shard_size))
+
+    def path(self, k: int, suffix: str = ".jsonl.gz") -> Path:
+        return self.dir / f"shard-{k:05d}{suffix}"
+
+    def ids_of(self, k: int) -> list[str]:
+        return self.ids[self.starts[k] : self.starts[k] + self.size]
+
+    def prepare(self) -> None:
+        """Discard shards written under another key, then record this run's manifest."""
+        manifest = self.dir / "manifest.json"
+        stale = sorted(self.dir.glob("shard-*")) if self.dir.is_dir() else []
+        try:
+            old = read_json(manifest) if manifest.is_file() else {}
+        except (OSError, ValueError):  # a torn or foreign manifest vouches for nothing
+            old = {}
+        if stale and old.get("key") != self.key:
+            before = old.get("components") or {}
+            changed = sorted(k for k in self.components if before.get(k) != self.components[k])
+            log.warning(
+                "%s: %s changed since its %d shard files were written; discarding them",
+                self.dir,
+                ", ".join(changed) if before else "the manifest (missing or unreadable)",
+                len(stale),
+            )
+            for f in stale:
+                f.unlink()
+        write_json(  # creates the directory; an unwritable one is named in the error
+            manifest,
+            {
+                "key": self.key,
+                "components": self.components,
+                "n": len(self.ids),
+                "shard_size": self.size,
+            },
+        )
+
+    def check(self, k: int, ids, what: str) -> None:
+        """A finished shard must hold exactly its slice of the ids (never a short merge)."""
+        got, want = [str(i) for i in ids], self.ids_of(k)
+        if got != want:
+            missing = [i for i in want if i not in set(got)]
+            extra = [i for i in got if i not in set(want)]
+            raise RuntimeError(
+                f"{self.path(k, what)}: holds {len(got)} ids where the run expects {len(want)} "
+                f"(missing {missing[:5]}, unexpected {extra[:5]}); the shards do not belong to "
+                f"this run: delete {self.dir} and rerun"
+            )
+
+
+def model_context(model) -> int | None:
+    """The context length a loaded model was trained for (None when it does not say)."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _model_components(plan: RunPlan, model, backend: str, identity: dict | None) -> dict:
+    return {
+        **plan.parts,
+        "backend": backend,
+        "model": identity or {},
+        # the loaded model itself: another seed, merged adapter or dtype changes these
+        "weights": weight_probe(model),
+        "dtype": str(getattr(model, "dtype", None)),
+    }
 
 
 def extract_traces(
@@ -121,8 +387,17 @@ def extract_traces(
     on_shard: Callable[[int], None] | None = None,
     backend: str = "hf",
     pool_ids=None,
+    identity: dict | None = None,
+    max_context: int | None = None,
+    too_long: str = "fail",
 ) -> dict:
-    """Trace every id; returns a summary (counts, timings). See the module docstring."""
+    """Trace every id; returns a summary (counts, timings). See the module docstring.
+
+    ``identity`` (see :func:`run_identity`) says which checkpoint and adapter ``model`` was
+    loaded from; with the weight probe and dtype it keys the resumable shards.
+    ``max_context`` (default: the model config's ``max_position_embeddings``) and
+    ``too_long`` decide what happens to prompts that do not fit (see :func:`plan_run`).
+    """
     out_path = Path(out_path)
     shard_dir = out_path.parent / "shards"
     hidden = hidden_path is not None
@@ -136,9 +411,14 @@ def extract_traces(
         model_name,
         {"hidden": hidden, "keep_forms": keep_forms},
         pool_ids,
+        max_context=max_context or model_context(model),
+        too_long=too_long,
     )
     spec = plan.builder.spec
-    _prepare_shards(shard_dir, plan.fingerprint)
+    store = ShardStore(
+        shard_dir, plan.ids, shard_size, _model_components(plan, model, backend, identity)
+    )
+    store.prepare()
     meta = TraceMeta(
         labels=plan.labels,
         model=model_name,
@@ -150,23 +430,16 @@ def extract_traces(
             "label_order": spec.label_order,
             "prompt_labels": plan.builder.labels,
             "max_new_tokens": spec.max_new_tokens,
+            "label_scoring": spec.label_scoring,
             "prefix_tokens": len(plan.prefix_ids),
             "demo_split": demo_split,
             "demos": [{"text": t, "labels": labs} for t, labs in plan.builder.demos],
             "example_prompt": plan.builder.prompt("<query>"),
             "fingerprint": plan.fingerprint,
+            **({"n_truncated": plan.n_truncated} if plan.n_truncated else {}),
         },
     )
-    if backend == "vllm":  # ``model`` is then the checkpoint path vLLM loads
-        from .vllm_backend import VLLMTraceBackend
-
-        if hidden:
-            raise ValueError("hidden states need the hf backend (vLLM does not expose them)")
-        engine = VLLMTraceBackend(
-            str(model), plan.label_tokens, plan.stop_rule, spec.max_new_tokens
-        )
-        meta.info["logit_kind"] = "logprob"
-    elif backend == "hf":
+    if backend == "hf":
         engine = TraceEngine(
             model,
             tokenizer,
@@ -175,18 +448,20 @@ def extract_traces(
             spec.max_new_tokens,
             batch_size,
             hidden_states=hidden,
+            label_scoring=spec.label_scoring,
         )
-        meta.info["logit_kind"] = "logit"
+        meta.info["logit_kind"] = engine.logit_kind
     else:
-        raise ValueError(f"backend {backend!r}: expected 'hf' or 'vllm'")
+        # the vLLM backend was removed (untestable here): the HF engine is the supported path
+        raise ValueError(f"backend {backend!r}: expected 'hf' (the Hugging Face engine)")
     n = len(plan.ids)
-    starts = list(range(0, n, shard_size))
-    shard_paths = [shard_dir / f"shard-{k:05d}.jsonl.gz" for k in range(len(starts))]
+    starts = store.starts
+    shard_paths = [store.path(k) for k in range(len(starts))]
     done = [k for k, p in enumerate(shard_paths) if p.is_file()]
     computed, t0 = [], time.perf_counter()
     bar = tqdm(
         total=n,
-        initial=sum(min(shard_size, n - starts[k]) for k in done),
+        initial=sum(len(store.ids_of(k)) for k in done),
         unit="ex",
         desc=f"traces {dataset.name}/{model_name}/{spec.name}",
         mininterval=1,
@@ -214,7 +489,7 @@ def extract_traces(
         if hidden:
             states = [first_label_hidden(t, r) for t, r in zip(traces, raws, strict=True)]
             write_with(
-                shard_paths[k].with_suffix("").with_suffix(".hidden.npz"),
+                store.path(k, ".hidden.npz"),
                 lambda tmp, s=states, i=plan.ids[sl]: _save_npz(tmp, i, s),
             )
         write_traces(shard_paths[k], meta, traces)  # last: its existence marks the shard done
@@ -224,17 +499,21 @@ def extract_traces(
     bar.close()
     elapsed = time.perf_counter() - t0
     all_traces = []
-    for p in shard_paths:
-        all_traces.extend(read_traces(p)[1])
+    for k, p in enumerate(shard_paths):
+        shard = read_traces(p)[1]
+        store.check(k, [t.id for t in shard], ".jsonl.gz")
+        all_traces.extend(shard)
     n_bad = sum(not t.parse_ok for t in all_traces)
     meta.info.update({"n_examples": n, "n_unparseable": n_bad})
-    write_traces(out_path, meta, all_traces)
-    if hidden:
+    if hidden:  # read (and check) before writing anything, so both outputs appear or neither
         ids_all, states_all = [], []
-        for p in shard_paths:
-            with np.load(p.with_suffix("").with_suffix(".hidden.npz")) as z:
+        for k in range(len(starts)):
+            with np.load(store.path(k, ".hidden.npz")) as z:
+                store.check(k, z["ids"].tolist(), ".hidden.npz")
                 ids_all += z["ids"].tolist()
                 states_all.append(z["states"])
+    write_traces(out_path, meta, all_traces)
+    if hidden:
         write_with(hidden_path, lambda tmp: _save_npz(tmp, ids_all, np.concatenate(states_all)))
     if n_bad:
         log.warning(
@@ -284,23 +563,23 @@ def extract_traces_from_files(
     adapter: str | None = None,
     threads: int | None = None,
     demo_pool=None,
+    resources: dict | None = None,
 ) -> dict:
-    """The ``extract_traces`` rule: canonical dataset dir + id list -> traces (+ hidden)."""
+    """The ``extract_traces`` rule: canonical dataset dir + id list -> traces (+ hidden).
+
+    ``resources``: the model's size class (GPUs, batch size; see engine/model_spec.py)."""
     from ..datasets.canonical import load_canonical
     from ..io import read_id_list
     from ..prompts import pick_template
-    from .loading import load_model, resolve_checkpoint
+    from .loading import ModelSpec, load_model
 
     dataset = load_canonical(data_dir)
     ids = read_id_list(ids_path)
     set_threads(threads or model_cfg.get("threads"))
     backend = model_cfg.get("backend", "hf")
-    if backend == "vllm":
-        from .loading import load_tokenizer
-
-        model, tokenizer = resolve_checkpoint(model_cfg), load_tokenizer(model_cfg)
-    else:
-        model, tokenizer = load_model(model_cfg, adapter=adapter or model_cfg.get("adapter"))
+    adapter = adapter or model_cfg.get("adapter")
+    model_spec = ModelSpec.from_config(model_cfg, resources)
+    model, tokenizer = load_model(model_cfg, adapter=adapter, spec=model_spec)
     return extract_traces(
         dataset,
         ids,
@@ -312,10 +591,13 @@ def extract_traces_from_files(
         demo_split=demo_split,
         template=pick_template(prompt_cfg, loader, dataset.name),
         shard_size=int(model_cfg.get("shard_size", 64)),
-        batch_size=int(model_cfg.get("batch_size", 16)),
+        batch_size=model_spec.batch_size,
         hidden_path=hidden_path,
         backend=backend,
         pool_ids=read_pool(demo_pool),
+        identity=run_identity(model_cfg, adapter),
+        max_context=model_cfg.get("max_context"),
+        too_long=model_cfg.get("too_long_prompts", "fail"),
     )
 
 
@@ -331,21 +613,25 @@ def breakdown_from_files(
     adapter: str | None = None,
     threads: int | None = None,
     demo_pool=None,
+    resources: dict | None = None,
 ):
     """The ``score_unary`` / ``score_binary`` rules: write ``{kind}.parquet``."""
     from ..datasets.canonical import load_canonical
     from ..io import read_id_list, write_parquet
     from . import breakdown
-    from .loading import load_model
+    from .loading import ModelSpec, load_model
 
-    if kind not in ("unary", "binary"):
-        raise ValueError(f"breakdown kind {kind!r}: expected 'unary' or 'binary'")
+    if kind not in breakdown.SCORERS:
+        raise ValueError(f"breakdown kind {kind!r}: expected one of {list(breakdown.SCORERS)}")
     dataset = load_canonical(data_dir)
     ids = read_id_list(ids_path)
     set_threads(threads or model_cfg.get("threads"))
-    model, tokenizer = load_model(model_cfg, adapter=adapter or model_cfg.get("adapter"))
+    model_spec = ModelSpec.from_config(model_cfg, resources)
+    model, tokenizer = load_model(
+        model_cfg, adapter=adapter or model_cfg.get("adapter"), spec=model_spec
+    )
     opts = prompt_cfg.get("breakdown") or {}
-    scorer = breakdown.score_unary if kind == "unary" else breakdown.score_binary
+    scorer = breakdown.SCORERS[kind]
     frame = scorer(
         model,
         tokenizer,
@@ -354,7 +640,7 @@ def breakdown_from_files(
         demo_split=demo_split,
         n_shots=int(opts.get("n_shots", 10)),
         seed=int(opts.get("seed", 0)),
-        batch_size=int(opts.get("batch_size", model_cfg.get("batch_size", 32))),
+        batch_size=int(opts.get("batch_size", model_spec.batch_size)),
         pool_ids=read_pool(demo_pool),
     )
     write_parquet(out_path, frame)
@@ -373,6 +659,7 @@ def attention_from_files(
     adapter: str | None = None,
     threads: int | None = None,
     demo_pool=None,
+    resources: dict | None = None,
 ):
     """The ``extract_attention`` rule: Table 6 attention masses for traced examples."""
     from ..datasets.canonical import load_canonical
@@ -386,7 +673,9 @@ def attention_from_files(
     ids = [t.id for t in traces]
     set_threads(threads or model_cfg.get("threads"))
     model, tokenizer = load_model(
-        {**model_cfg, "attn_implementation": "eager"}, adapter=adapter or model_cfg.get("adapter")
+        {**model_cfg, "attn_implementation": "eager"},
+        adapter=adapter or model_cfg.get("adapter"),
+        resources=resources,
     )
     plan = plan_run(
         dataset,
@@ -397,8 +686,191 @@ def attention_from_files(
         pick_template(prompt_cfg, loader, dataset.name),
         meta.model,
         pool_ids=read_pool(demo_pool),
+        max_context=model_cfg.get("max_context") or model_context(model),
+        too_long=model_cfg.get("too_long_prompts", "fail"),
     )
     prompts = dict(zip(plan.ids, plan.prompts, strict=True))
     frame = attention_summary(model, tokenizer, prompts, traces)
     write_csv(out_path, frame, index=False)
     return frame
+
+
+def marginalize(
+    dataset,
+    ids: list[str],
+    model,
+    tokenizer,
+    prompt_cfg: dict,
+    settings: dict,
+    dist_path,
+    stats_path,
+    *,
+    model_name: str = "",
+    demo_split: str = "train",
+    template: str | None = None,
+    shard_size: int = 16,
+    identity: dict | None = None,
+    on_shard: Callable[[int], None] | None = None,
+    pool_ids=None,
+    max_context: int | None = None,
+    too_long: str = "fail",
+) -> dict:
+    """Token-level marginalisation of every id (rule marginalize), resumable like the traces.
+
+    ``settings`` are the method's params (:class:`~multilabel_llm.marginalization.
+    SearchSettings` fields plus ``estimate``). Shards (one parquet of values and path
+    statistics each) live in ``<dist stem>.shards/`` beside ``dist_path``, keyed like the trace
+    shards plus the search settings; the two outputs are written last, after the id check.
+    """
+    from ..estimators import distribution_frame, normalise_rows, validate_distribution
+    from ..marginalization import marginal_label_probs
+
+    settings = dict(settings)
+    estimate = settings.pop("estimate", "normalized")
+    dist_path, stats_path = Path(dist_path), Path(stats_path)
+    # the engine's own plan: the same prompts (token ids), stop rule and label format as traces
+    plan = plan_run(
+        dataset,
+        ids,
+        tokenizer,
+        prompt_cfg,
+        demo_split,
+        template,
+        model_name,
+        {"marginalization": settings, "estimate": estimate},
+        pool_ids,
+        max_context=max_context or model_context(model),
+        too_long=too_long,
+    )
+    labels = plan.labels
+    label_format = plan.builder.spec.label_format
+    store = ShardStore(
+        dist_path.parent / f"{dist_path.stem}.shards",
+        plan.ids,
+        shard_size,
+        _model_components(plan, model, "hf", identity),
+    )
+    store.prepare()
+
+    def parse(text):
+        return parse_output(text, labels, label_format).labels
+
+    done = [k for k in range(len(store.starts)) if store.path(k, ".parquet").is_file()]
+    computed = []
+    bar = tqdm(
+        total=len(plan.ids), initial=sum(len(store.ids_of(k)) for k in done), desc="marginalize"
+    )
+    for k, start in enumerate(store.starts):
+        if k in done:
+            continue
+        rows = []
+        for rid, prompt_ids in zip(
+            store.ids_of(k), plan.prompts[start : start + shard_size], strict=True
+        ):
+            res = marginal_label_probs(
+                model,
+                tokenizer,
+                "",
+                labels,
+                parse,
+                prompt_ids=prompt_ids,
+                is_complete=plan.stop_rule.text_done,
+                finalize_text=plan.stop_rule.truncate,
+                **settings,
+            )
+            rows.append(
+                {
+                    "id": rid,
+                    "explored_mass": res.explored_mass,
+                    "unexplored_mass": res.unexplored_mass,
+                    "unparsed_mass": res.unparsed_mass,
+                    "n_paths": res.n_paths,
+                    "n_expansions": res.n_expansions,
+                    "seconds": res.seconds,
+                    **{f"lower_{lab}": v for lab, v in zip(labels, res.lower, strict=True)},
+                    # positional columns: label names may clash with the stats columns
+                    **{f"value_{j}": v for j, v in enumerate(res.probs(estimate))},
+                }
+            )
+            bar.update(1)
+        write_parquet(store.path(k, ".parquet"), pd.DataFrame(rows))
+        computed.append(k)
+        if on_shard is not None:
+            on_shard(k)
+    bar.close()
+    parts = []
+    for k in range(len(store.starts)):
+        part = pd.read_parquet(store.path(k, ".parquet"))
+        store.check(k, part["id"].tolist(), ".parquet")
+        parts.append(part)
+    merged = pd.concat(parts, ignore_index=True)
+    value_cols = [f"value_{j}" for j in range(len(labels))]
+    values = merged[value_cols].to_numpy(dtype=float).reshape(len(plan.ids), len(labels))
+    if not dataset.multilabel:
+        values = normalise_rows(values)
+    frame = distribution_frame(plan.ids, labels, values)
+    validate_distribution(frame, labels, dataset.multilabel, str(dist_path))
+    stats = merged.drop(columns=value_cols).reset_index(drop=True)
+    write_parquet(stats_path, stats)
+    write_parquet(dist_path, frame)  # last: the distribution is what downstream rules read
+    if len(stats):
+        log.info(
+            "%d examples: explored mass %.3f (mean), %.1f paths, %.1f expansions, "
+            "%.2f s per example",
+            len(stats),
+            stats["explored_mass"].mean(),
+            stats["n_paths"].mean(),
+            stats["n_expansions"].mean(),
+            stats["seconds"].mean(),
+        )
+    return {"n": len(plan.ids), "computed_shards": computed, "skipped_shards": done}
+
+
+def marginalize_from_files(
+    data_dir,
+    ids_path,
+    model_cfg: dict,
+    prompt_cfg: dict,
+    settings: dict,
+    dist_path,
+    stats_path,
+    *,
+    demo_split: str = "train",
+    loader: str | None = None,
+    adapter: str | None = None,
+    threads: int | None = None,
+    demo_pool=None,
+    resources: dict | None = None,
+) -> dict:
+    """The ``marginalize`` rule: canonical dataset dir + id list -> distribution + path stats."""
+    from ..datasets.canonical import load_canonical
+    from ..io import read_id_list
+    from ..prompts import pick_template
+    from .loading import load_model
+
+    dataset = load_canonical(data_dir)
+    ids = read_id_list(ids_path)
+    set_threads(threads or model_cfg.get("threads"))
+    adapter = adapter or model_cfg.get("adapter")
+    model, tokenizer = load_model(model_cfg, adapter=adapter, resources=resources)
+    settings = dict(settings)
+    # a search per example is slow: small shards lose little work to a kill
+    shard_size = int(settings.pop("shard_size", 16))
+    return marginalize(
+        dataset,
+        ids,
+        model,
+        tokenizer,
+        prompt_cfg,
+        settings,
+        dist_path,
+        stats_path,
+        model_name=model_cfg.get("name", ""),
+        demo_split=demo_split,
+        template=pick_template(prompt_cfg, loader, dataset.name),
+        shard_size=shard_size,
+        identity=run_identity(model_cfg, adapter),
+        pool_ids=read_pool(demo_pool),
+        max_context=model_cfg.get("max_context"),
+        too_long=model_cfg.get("too_long_prompts", "fail"),
+    )

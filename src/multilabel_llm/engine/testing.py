@@ -96,3 +96,19 @@ def tiny_model():
     from .loading import bundled_model_cfg, load_tokenizer, tiny_random_llama
 
     return tiny_random_llama(load_tokenizer(bundled_model_cfg()), seed=0)
+
+
+def save_tiny_checkpoint(path, seed: int = 0, hidden: int = 64, layers: int = 4) -> dict:
+    """A tiny random Llama (bundled tokenizer) saved as a real checkpoint dir under ``path``,
+    so tests load it through ``from_pretrained`` (placement, offload); returns its model
+    config (``path`` source)."""
+    from pathlib import Path
+
+    from .loading import bundled_model_cfg, load_tokenizer, tiny_random_llama
+
+    tokenizer = load_tokenizer(bundled_model_cfg())
+    model, _ = tiny_random_llama(tokenizer, seed=seed, hidden=hidden, layers=layers)
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return {"name": f"tiny-random-{layers}l", "path": str(path), "size_class": "tiny"}

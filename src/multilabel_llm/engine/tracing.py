@@ -8,10 +8,18 @@ label-form logits and the argmax leave the device. Finished rows are dropped fro
 Reference path (``reference_trace``): plain ``model.generate(output_scores=True,
 output_logits=True)`` per prompt with the same stopping rule; the equality test and the
 benchmark compare the two.
+
+``label_scoring="lookahead"`` scores each label form by its full first-character path: the
+form's own log-probability, or for a form that starts right at the label (``"joy"``), the
+best of that and ``log P(opener) + log P(form | opener)`` over the openers (the bare '"' or
+" " that merged forms like '"s' carry). Each opener costs one extra 1-token forward of the
+batch per step, appended to the KV cache and cropped off again. ``form_logits`` then hold
+log-probabilities (``logit_kind`` "logprob"); see docs/label_tokens.md.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -19,9 +27,10 @@ import numpy as np
 import torch
 
 from .. import NONE_LABEL
-from ..prompts import fallback_labels, parse_output
+from ..prompts import LABEL_SCORINGS, fallback_labels, parse_output
 from ..traces import LabelStep, Trace
 from .label_tokens import LabelTokens
+from .loading import input_device
 
 
 class StopRule:
@@ -90,7 +99,7 @@ class PrefixCache:
         from transformers import DynamicCache
 
         self.model = model
-        self.device = next(model.parameters()).device
+        self.device = input_device(model)
         self.prefix_len = len(prefix_ids)
         self._cache_cls = DynamicCache
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -159,15 +168,22 @@ class TraceEngine:
         max_new_tokens: int = 18,
         batch_size: int = 16,
         hidden_states: bool = False,
+        label_scoring: str = "first_token",
     ):
+        if label_scoring not in LABEL_SCORINGS:
+            raise ValueError(f"label_scoring {label_scoring!r} not in {LABEL_SCORINGS}")
         self.model, self.tokenizer = model, tokenizer
         self.label_tokens = label_tokens
         self.stop_rule = stop_rule
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = int(batch_size)
         self.hidden_states = hidden_states
-        self.device = next(model.parameters()).device
+        self.label_scoring = label_scoring
+        self.logit_kind = "logprob" if label_scoring == "lookahead" else "logit"
+        self.device = input_device(model)
         self.form_ids = _to_device_ids(label_tokens.form_ids, self.device)
+        self.opener_ids = list(label_tokens.opener_ids)
+        self.leadless = torch.as_tensor(label_tokens.leadless, device=self.device)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self.prefix: PrefixCache | None = None
@@ -208,9 +224,13 @@ class TraceEngine:
         forms = [[] for _ in range(batch)]
         hid = [[] for _ in range(batch)]
         alive = list(range(batch))  # original row of each current batch row
+        cut: set[int] = set()
         for _step in range(self.max_new_tokens):
             logits = out.logits[:, -1, :].float()
-            form = logits.index_select(-1, self.form_ids).cpu().numpy()
+            if self.label_scoring == "lookahead":
+                form = self._lookahead(logits, cache, mask, pos).cpu().numpy()
+            else:
+                form = logits.index_select(-1, self.form_ids).cpu().numpy()
             nxt = logits.argmax(-1)
             nxt_list = nxt.tolist()
             last_h = (
@@ -226,11 +246,16 @@ class TraceEngine:
                     hid[row].append(last_h[r])
                 if not self.stop_rule.done(gen[row]):
                     keep.append(r)
-            if not keep or _step == self.max_new_tokens - 1:
+            if not keep:
+                break
+            if _step == self.max_new_tokens - 1:
+                cut = {alive[r] for r in keep}  # still going when the budget ran out
                 break
             if len(keep) < len(alive):
                 index = torch.as_tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
+                # CPU indices: a model placed over several GPUs keeps each layer's cache on
+                # its own device, and a CUDA index only indexes tensors on its own GPU
+                cache.batch_select_indices(index.cpu())
                 nxt, mask, pos = nxt[index], mask[index], pos[index]
                 alive = [alive[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
@@ -248,9 +273,40 @@ class TraceEngine:
                 gen[r],
                 np.stack(forms[r]).astype(np.float32),
                 np.stack(hid[r]).astype(np.float32) if self.hidden_states else None,
+                {"hit_max_new_tokens": True} if r in cut else {},
             )
             for r in range(batch)
         ]
+
+    def _lookahead(self, logits, cache, mask, pos) -> torch.Tensor:
+        """(batch, n_forms) log-probabilities of each form's best first-character path.
+
+        ``cache``/``mask``/``pos`` describe the sequence the current ``logits`` came from; each
+        opener is appended for one forward and cropped off, leaving the cache as it was.
+        """
+        # logits live where the model's last layer is (not the first parameter's device
+        # when a model is spread over several GPUs): keep the path arithmetic there
+        form_ids, leadless = self.form_ids.to(logits.device), self.leadless.to(logits.device)
+        logp = torch.log_softmax(logits, dim=-1)
+        best = logp.index_select(-1, form_ids)
+        if not self.opener_ids:
+            return best
+        mask1 = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        for opener in self.opener_ids:
+            ids = torch.full((logits.shape[0], 1), opener, dtype=torch.long, device=self.device)
+            nxt = self.model(
+                input_ids=ids,
+                attention_mask=mask1,
+                position_ids=pos + 1,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache.crop(-1)  # negative: drop the opener again (old and new transformers alike)
+            then = torch.log_softmax(nxt.logits[:, -1, :].float(), dim=-1)
+            path = logp[:, opener : opener + 1] + then.to(logp.device).index_select(-1, form_ids)
+            # only a form that starts at the label can follow an opener ('"' + '"s' is no path)
+            best = torch.where(leadless, torch.maximum(best, path), best)
+        return best
 
 
 @torch.inference_mode()
@@ -266,7 +322,7 @@ def reference_trace(
     label-form columns (equal to the raw logits under greedy decoding without processors)."""
     from transformers import GenerationConfig, StoppingCriteriaList
 
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids = _to_device_ids([prompt_ids], device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     config = GenerationConfig(
@@ -303,6 +359,25 @@ def _token_starts(tokenizer, gen_ids: list[int]) -> list[int]:
     return starts
 
 
+def _step_at(starts: list[int], char: int) -> int:
+    """The generated step whose token contains character ``char`` of the decoded text."""
+    return max((k for k, s in enumerate(starts) if s <= char), default=0)
+
+
+def fallback_spans(text: str, labels: list[str]) -> list[tuple[str, int]]:
+    """(label, character offset of its first whole-word match) for every label of
+    ``prompts.fallback_labels(text, labels)``, in text order (ties: label order)."""
+    low = text.lower()
+    spans = []
+    for label in fallback_labels(text, labels):
+        pattern = rf"\b{re.escape(label.lower())}\b"
+        # offsets into the text itself: lower() can change a string's length ("İ" -> 2 chars),
+        # so the lowered text (where fallback_labels matched) is only the last resort
+        match = re.search(pattern, text, re.IGNORECASE) or re.search(pattern, low)
+        spans.append((label, match.start()))
+    return sorted(spans, key=lambda span: span[1])
+
+
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -332,23 +407,24 @@ def finalize(
     starts = _token_starts(tokenizer, raw.gen_ids)
     label_steps: list[LabelStep] = []
     extra: dict = {"gen_ids": [int(t) for t in raw.gen_ids]}
+    extra.update(raw.extra)  # e.g. hit_max_new_tokens
+    if parsed.truncated:
+        extra["truncated"] = True  # list cut off: read up to the cut (prompts.parse_output)
     if parsed.labels is not None:
         for label, char in parsed.spans:
-            step = max(k for k, s in enumerate(starts) if s <= char) if starts else 0
-            label_steps.append(LabelStep(step=step, label=label))
+            label_steps.append(LabelStep(step=_step_at(starts, char), label=label))
         if parsed.unknown:
             extra["unknown_labels"] = parsed.unknown
+        extra["step_forms"] = step_forms(raw.gen_ids, label_steps, label_tokens, tokenizer)
     else:
-        # Unparseable: fall back to the first step emitting each label's primary token.
+        # Unparseable: each label the text names as a whole word starts at the step of the
+        # token holding its first whole-word match (not at the first appearance of its first
+        # token, which can be a fragment inside another word: the "ad" of "sadness").
         extra["unparseable"] = True
         extra["fallback_labels"] = fallback_labels(text_out, labels)
-        seen = set()
-        by_id = {tid: lab for lab, tid in label_tokens.primary_ids().items()}
-        for k, tid in enumerate(raw.gen_ids):
-            lab = by_id.get(tid)
-            if lab is not None and lab not in seen:
-                seen.add(lab)
-                label_steps.append(LabelStep(step=k, label=lab))
+        score_labels = list(dict.fromkeys([*labels, NONE_LABEL]))
+        for label, char in fallback_spans(text_out, score_labels):
+            label_steps.append(LabelStep(step=_step_at(starts, char), label=label))
     return Trace(
         id=str(example_id),
         text_out=text_out,
@@ -359,6 +435,25 @@ def finalize(
         form_logits=_round(raw.form_logits) if keep_forms else None,
         extra=extra,
     )
+
+
+def step_forms(gen_ids, label_steps, label_tokens: LabelTokens, tokenizer) -> list[dict]:
+    """Which token each label step emitted, one entry per ``label_steps`` entry: its text,
+    its ``lead`` (the '"' of a merged '"s', " " of " joy", "" of "s"), and whether it is one
+    of the label's detected forms (``form``: false means the step's probabilities did not
+    score the token the model actually wrote for that label)."""
+    out = []
+    for ls in label_steps:
+        tid = int(gen_ids[ls.step]) if ls.step < len(gen_ids) else None
+        form = label_tokens.form_of(tid, ls.label) if tid is not None else None
+        out.append(
+            {
+                "token": tokenizer.decode([tid]) if tid is not None else "",
+                "lead": form.get("lead", "") if form else None,
+                "form": form is not None,
+            }
+        )
+    return out
 
 
 def first_label_hidden(trace: Trace, raw: RawTrace) -> np.ndarray | None:
