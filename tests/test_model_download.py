@@ -158,10 +158,11 @@ def test_fetch_requests_ids_revisions_and_patterns_for_the_paper(paper_config, h
     assert llama3["token"] == "hf_test_token"
     # Llama 2 has both formats: safetensors only (the .bin would double 140 GB)
     assert by_repo["meta-llama/Llama-2-70b-hf"]["allow_patterns"] == [*configs, "*.safetensors"]
-    # a repo with only a .pt
+    # a repo with only a .pt, whose own model code runs (trust_remote_code in its config)
     assert by_repo["FasterDecoding/medusa-1.0-zephyr-7b-beta"]["allow_patterns"] == [
         *configs,
         "*.pt",
+        "*.py",
     ]
     assert fetched[0].commit == "abc123" and fetched[0].files == ["config.json"]
 
