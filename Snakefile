@@ -31,6 +31,7 @@ include: "rules/probes.smk"
 include: "rules/demux.smk"
 include: "rules/analyses.smk"
 include: "rules/figures.smk"
+include: "rules/explorer.smk"
 include: "rules/report.smk"
 include: "rules/paper_comparison.smk"
 
@@ -44,6 +45,7 @@ localrules:
     demo_pool,
     dataset_stats,
     score_alignment,
+    score_token_level,
     alignment_paper_tables,
     demux_method_row,
     analyze_traces,
@@ -54,6 +56,7 @@ localrules:
     table7_label_order,
     render_table,
     report_inputs,
+    write_explorer,
     compare_to_paper,
     # one rule per entry of FIGURES (rules/common/figures.smk)
     figure_fig1,

@@ -142,6 +142,7 @@ def final_outputs():
     return [
         f"{RESULTS}/tables/table1_datasets.csv",
         *ALIGNMENT_TARGETS,
+        *TOKEN_LEVEL_TARGETS,
         *PAPER_TABLE_TARGETS,
         *REPORT_TARGETS,
         *PAPER_COMPARISON_TARGETS,
@@ -158,4 +159,5 @@ include: "common/probes.smk"
 include: "common/analyses.smk"
 include: "common/paper_comparison.smk"
 include: "common/figures.smk"
+include: "common/explorer.smk"
 include: "common/report.smk"

@@ -46,6 +46,38 @@ rule score_alignment:
         "../workflow/scripts/score_alignment.py"
 
 
+# The metrics of Token-Level Marginalization for Multi-Label LLM Classifiers (Praharaj &
+# Kasundra 2025) beside ours, for the same distributions; only when
+# alignment.token_level_threshold is set (docs/metrics.md).
+rule score_token_level:
+    input:
+        examples=f"{RESULTS}/data/{{dataset}}/examples.parquet",
+        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
+        ids=lambda wc: expand(
+            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
+            testset=align_testsets(wc.dataset),
+        ),
+        dists=lambda wc: [
+            align_distribution(wc.dataset, run) for run in align_runs(wc.dataset)
+        ],
+    output:
+        csv=f"{RESULTS}/tables/token_level_{{dataset}}.csv",
+        md=f"{RESULTS}/tables/token_level_{{dataset}}.md",
+    log:
+        "logs/score_token_level/{dataset}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        runs=lambda wc: align_runs(wc.dataset),
+        testsets=lambda wc: align_testsets(wc.dataset),
+        methods=align_methods(),
+        display_name=lambda wc: align_dataset_display(wc.dataset),
+        threshold=align_cfg("token_level_threshold", 0.2),
+        digits=align_cfg("digits", 2),
+    script:
+        "../workflow/scripts/score_token_level.py"
+
+
 rule alignment_paper_tables:
     input:
         alignment=expand(

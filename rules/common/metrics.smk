@@ -55,6 +55,18 @@ ALIGNMENT_TARGETS = expand(
 )
 
 
+# the second paper's metrics (rule score_token_level), when the experiment asks for them
+TOKEN_LEVEL_TARGETS = (
+    expand(
+        f"{RESULTS}/tables/token_level_{{dataset}}.{{ext}}",
+        dataset=align_datasets(),
+        ext=["csv", "md"],
+    )
+    if align_cfg("token_level_threshold") is not None
+    else []
+)
+
+
 PAPER_TABLE_TARGETS = expand(
     f"{RESULTS}/tables/{{table}}.{{ext}}",
     table=list(PAPER_ALIGNMENT_TABLES),

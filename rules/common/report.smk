@@ -115,4 +115,6 @@ REPORT_TARGETS = (
     + [f"{RESULTS}/report/tables/{name}.html" for name in report_table_names()]
     # the side-by-side page (rules/paper_comparison.smk), when the workflow includes it
     + ([PAPER_COMPARISON_REPORT] if "PAPER_COMPARISON_REPORT" in globals() else [])
+    # one example explorer per traced run (rules/explorer.smk), when the workflow includes it
+    + globals().get("EXPLORER_TARGETS", [])
 )

@@ -14,6 +14,10 @@ Kinds (config/method/*.yaml):
                          ``orders: both`` asks each pair both ways to cancel the answer-position
                          preference
   constant               every label gets the same value (the degenerate baseline of §A.6)
+  token_probability      full-vocabulary probability of the greedy token that completes a
+                         label (Praharaj & Kasundra 2025, estimator 1; 0 when not generated)
+  marginal_fixed_place   product of those probabilities over the labels named up to and
+                         including this one, in output order (estimator 2)
 Marginalisation (needs the model) lives in ``marginalization.py``; supervised methods
 (probes, Demux) write their own distribution files.
 
@@ -53,7 +57,10 @@ TRACE_KINDS = (
     "compare_to_none_platt",
     "hard_predictions",
     "max_over_generations",
+    "token_probability",
+    "marginal_fixed_place",
 )
+TOKEN_LEVEL_KINDS = ("token_probability", "marginal_fixed_place")
 BREAKDOWN_KINDS = ("unary", "binary")
 KINDS = (*TRACE_KINDS, *BREAKDOWN_KINDS, "constant")
 
@@ -295,6 +302,70 @@ def max_over_generations(
         log.warning(
             "%s: %d traces have no counted label step (used generated step 0)", source, fell_back
         )
+    if not multilabel:
+        values = normalise_rows(values)
+    return distribution_frame(ids, labels, np.clip(values, 0.0, 1.0))
+
+
+def completing_token_probs(meta: TraceMeta, trace: Trace, source: str) -> list[tuple[str, float]]:
+    """``(label, p)`` per counted label, in output order: ``p`` is the full-vocabulary
+    probability of the generated token that completes the label (its last character).
+
+    Needs the trace fields ``extra.gen_probs`` and ``extra.label_ends`` that the engine
+    records since the token-level estimators exist; older traces raise a ValueError."""
+    gen_probs = trace.extra.get("gen_probs")
+    ends = trace.extra.get("label_ends")
+    if gen_probs is None or ends is None:
+        raise ValueError(
+            f"{source}: trace {trace.id!r} has no extra.gen_probs / extra.label_ends (written "
+            f"by an older engine); the token_probability and marginal_fixed_place methods "
+            f"need them: delete the trace file (and its shards/) and rerun extract_traces"
+        )
+    end_of = {(e["start"], e["label"]): int(e["end"]) for e in ends}
+    out = []
+    for step in _counted(meta, trace):
+        end = end_of.get((step.step, step.label))
+        if end is None or not 0 <= end < len(gen_probs):
+            raise ValueError(
+                f"{source}: trace {trace.id!r}: label {step.label!r} at step {step.step} has "
+                f"no completing step within the {len(gen_probs)} generated steps"
+            )
+        out.append((step.label, float(gen_probs[end])))
+    return out
+
+
+def token_level(
+    meta: TraceMeta,
+    traces: Sequence[Trace],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    kind: str = "token_probability",
+    epsilon: float = 0.0,
+    source: str = "traces",
+) -> pd.DataFrame:
+    """Estimators 1 and 2 of *Token-Level Marginalization for Multi-Label LLM Classifiers*
+    (Praharaj & Kasundra 2025), read off the greedy output (docs/metrics.md).
+
+    ``token_probability``: a named label's value is :func:`completing_token_probs`' ``p``.
+    ``marginal_fixed_place``: the running product of those ``p`` in output order, up to and
+    including the label, the probability of the output's label sequence reaching it.
+    Labels the output does not name get ``epsilon`` (0 in the paper). Only dataset labels
+    enter the product (``none`` names no class). Single-label: rows renormalised to sum 1.
+    """
+    if kind not in TOKEN_LEVEL_KINDS:
+        raise ValueError(f"token-level estimator kind must be one of {TOKEN_LEVEL_KINDS}")
+    chosen = _traces_by_id(traces, ids, source)
+    index = {lab: k for k, lab in enumerate(labels)}
+    values = np.full((len(chosen), len(labels)), float(epsilon))
+    for row, trace in enumerate(chosen):
+        running = 1.0
+        for label, p in completing_token_probs(meta, trace, source):
+            if label not in index:
+                continue
+            running *= p
+            value = p if kind == "token_probability" else running
+            values[row, index[label]] = max(values[row, index[label]], value)
     if not multilabel:
         values = normalise_rows(values)
     return distribution_frame(ids, labels, np.clip(values, 0.0, 1.0))
@@ -629,6 +700,9 @@ def estimate(
         frame = hard_predictions(traces[1], ids, labels, multilabel, eps, source)
     elif kind == "max_over_generations":
         frame = max_over_generations(*traces, ids, labels, multilabel, eps, source)
+    elif kind in TOKEN_LEVEL_KINDS:
+        floor = float(params.get("epsilon", 0.0))
+        frame = token_level(*traces, ids, labels, multilabel, kind, floor, source)
     elif kind == "unary":
         if unary is None:
             raise ValueError(f"method kind 'unary' needs unary breakdown scores ({source})")

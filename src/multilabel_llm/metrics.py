@@ -241,3 +241,40 @@ def bootstrap_ci(
         )
         for m in METRICS
     }
+
+
+# ---------------------------------------------------------------------------- paper 2 metrics
+# *Token-Level Marginalization for Multi-Label LLM Classifiers* (Praharaj & Kasundra 2025)
+# scores class probabilities against the aggregate labels only: micro-F1 at a low threshold
+# (0.2; 0.3 for Llama-3.1-8B), Hamming loss and micro ROC-AUC (docs/metrics.md).
+TOKEN_LEVEL_METRICS = ("micro_f1_at_threshold", "hamming_loss", "micro_roc_auc")
+TOKEN_LEVEL_THRESHOLD = 0.2
+
+
+def token_level_metrics(q, gold, threshold: float = TOKEN_LEVEL_THRESHOLD) -> dict[str, float]:
+    """The second paper's metrics of probabilities ``q`` against 0/1 ``gold`` (n x L).
+
+    ``micro_f1_at_threshold``: micro-F1 of the sets ``{l: q_l >= threshold}`` (0 when
+    nothing is predicted or gold); ``hamming_loss``: the share of (example, label) cells
+    those sets get wrong; ``micro_roc_auc``: ROC-AUC of every cell's ``q`` against its gold
+    bit, pooled (NaN when the gold cells are all 0 or all 1, where AUC is undefined).
+    """
+    from sklearn.metrics import f1_score, hamming_loss, roc_auc_score
+
+    q = _as_matrix(q, "q")
+    gold = _as_matrix(gold, "gold")
+    if q.shape != gold.shape:
+        raise ValueError(f"probabilities {q.shape} and gold labels {gold.shape} differ in shape")
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"token-level metrics threshold must lie in (0, 1), got {threshold}")
+    gold = (gold >= 0.5).astype(int)
+    pred = (q >= float(threshold)).astype(int)
+    pooled = gold.ravel()
+    auc = float("nan")
+    if 0 < pooled.sum() < pooled.size:
+        auc = float(roc_auc_score(pooled, q.ravel()))
+    return {
+        "micro_f1_at_threshold": float(f1_score(gold, pred, average="micro", zero_division=0)),
+        "hamming_loss": float(hamming_loss(gold, pred)),
+        "micro_roc_auc": auc,
+    }

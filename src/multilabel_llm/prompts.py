@@ -1,4 +1,5 @@
-"""Prompts as the paper builds them: instruction + n demonstrations + query, no chat template.
+"""Prompts as the paper builds them: instruction + n demonstrations + query (plain text, or
+as one chat turn with `chat_template: true`).
 
 A prompt config (config/prompt/<name>.yaml) holds the defaults and a ``templates`` map keyed
 by dataset name (``default`` when the dataset has no entry). A template entry may override
@@ -14,6 +15,14 @@ demo is ``example`` filled with the demo's text and formatted gold labels and th
 ``example`` cut just before ``{label}``. ``{labels}`` in the instruction reads "a, b, c and d".
 Placeholders are filled in one pass over the *template*, so a text that itself contains
 ``{label}`` or ``{text}`` goes in verbatim.
+
+``chat_template: true`` (default false: the paper's prompts are plain) renders that same text
+as one user turn with the tokenizer's chat template and its generation prompt, as
+instruction-tuned classifiers such as Llama Guard expect. The template's head, the
+instruction and the demos come before the query, so the shared-prefix engine still computes
+them once (the prefix is the rendered prompt cut where the query starts). The builder renders
+with the run's tokenizer (:meth:`PromptBuilder.attach_tokenizer`); a template that writes the
+tokenizer's BOS itself loses that BOS in the text, since tokenising adds it again.
 
 ``max_new_tokens: auto`` sizes the generation budget from the longest possible answer (every
 label, in the prompt's label format, plus what closes it) under the run's tokenizer
@@ -69,6 +78,7 @@ class PromptSpec:
     stop: list[str] = field(default_factory=lambda: ["Input:", "Question:"])
     strip: bool = True
     label_scoring: str = "first_token"  # or "lookahead" (engine/tracing.py, docs/label_tokens.md)
+    chat_template: bool = False  # one user turn in the tokenizer's chat template (module doc)
 
     def __post_init__(self):
         where = f"prompt {self.name!r}"
@@ -78,6 +88,10 @@ class PromptSpec:
             raise ValueError(f"{where}: label_order {self.label_order!r} not in {LABEL_ORDERS}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"{where}: sampling {self.sampling!r} not in {SAMPLINGS}")
+        if not isinstance(self.chat_template, bool):
+            raise ValueError(
+                f"{where}: chat_template must be true or false, got {self.chat_template!r}"
+            )
         if self.label_scoring not in LABEL_SCORINGS:
             raise ValueError(
                 f"{where}: label_scoring {self.label_scoring!r} not in {LABEL_SCORINGS}"
@@ -393,6 +407,39 @@ class PromptBuilder:
     spec: PromptSpec
     labels: list[str]  # in the order the prompt presents them
     demos: list[tuple[str, list[str]]]
+    tokenizer: object | None = field(default=None, repr=False, compare=False)  # chat_template
+
+    def attach_tokenizer(self, tokenizer) -> PromptBuilder:
+        """The run's tokenizer, whose chat template ``chat_template: true`` renders with."""
+        if self.spec.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                f"prompt {self.spec.name!r}: chat_template: true, but the model's tokenizer has "
+                f"no chat template; set chat_template: false for this model"
+            )
+        self.tokenizer = tokenizer
+        return self
+
+    def _chat(self, body: str) -> str:
+        """``body`` as one user turn + the generation prompt, in the tokenizer's template."""
+        if self.tokenizer is None:
+            raise ValueError(
+                f"prompt {self.spec.name!r}: chat_template: true needs the run's tokenizer "
+                f"(PromptBuilder.attach_tokenizer) before prompts are built"
+            )
+        tok = self.tokenizer
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
+        )
+        bos = getattr(tok, "bos_token", None)
+        # tokenising adds the BOS again where the tokenizer adds one: keep a single BOS
+        if bos and text.startswith(bos) and tok("").input_ids[:1] == [tok.bos_token_id]:
+            text = text[len(bos) :]
+        return text
+
+    def _body(self, text: str) -> str:
+        full = self.instruction() + "".join(self.block(t, labs) for t, labs in self.demos)
+        full += self.query(text)
+        return full.strip() if self.spec.strip else full
 
     @classmethod
     def from_dataset(
@@ -421,23 +468,41 @@ class PromptBuilder:
         return fill(self.spec.example, text=text, label=self.format(labels))
 
     def prefix(self) -> str:
-        """Instruction + demos: identical for every query of the run."""
+        """Instruction + demos: identical for every query of the run (with a chat template,
+        also the template's head: the rendered prompt cut where the query starts)."""
         text = self.instruction() + "".join(self.block(t, labs) for t, labs in self.demos)
-        return text.lstrip() if self.spec.strip else text
+        text = text.lstrip() if self.spec.strip else text
+        if not self.spec.chat_template:
+            return text
+        marker = "\x00query\x00"  # a text no template or demo contains
+        rendered = self._chat(self._body(marker))
+        lead = self.query(marker).split(marker, 1)[0]  # the query block before its text
+        if not text and self.spec.strip:
+            lead = lead.lstrip()  # no instruction or demos: the stripped body starts here
+        at = rendered.find(marker)
+        cut = at - len(lead)
+        if at < 0 or cut < 0 or rendered[cut:at] != lead:
+            raise ValueError(
+                f"prompt {self.spec.name!r}: the chat template changed the query's text, so "
+                f"its fixed head cannot be found; use chat_template: false with this tokenizer"
+            )
+        return rendered[:cut]
 
     def query(self, text: str) -> str:
         # cut the *template* at {label}, then fill: a "{label}" inside the text stays text
         return fill(self.spec.example.split("{label}", 1)[0], text=text)
 
     def prompt(self, text: str) -> str:
-        full = self.instruction() + "".join(self.block(t, labs) for t, labs in self.demos)
-        full += self.query(text)
-        return full.strip() if self.spec.strip else full
+        body = self._body(text)
+        return self._chat(body) if self.spec.chat_template else body
 
     def completion(self, labels) -> str:
-        """What a perfect answer looks like right after ``prompt`` (incl. stripped space)."""
+        """What a perfect answer looks like right after ``prompt`` (incl. stripped space;
+        with a chat template the answer starts its own turn, so nothing stripped returns)."""
         head = self.spec.example.split("{label}", 1)[0]
         stripped = head[len(head.rstrip()) :] if self.spec.strip else ""
+        if self.spec.chat_template:
+            stripped = ""
         tail = self.spec.example.split("{label}", 1)[1]
         return stripped + self.format(labels) + tail
 
@@ -459,6 +524,9 @@ class PromptBuilder:
     def max_new_tokens(self, tokenizer) -> int:
         """The run's generation budget: the configured count, or for ``auto`` the longest
         answer's tokens plus ``AUTO_SLACK``."""
+        if self.spec.chat_template and self.tokenizer is None:
+            # the run's planner sizes the budget first, with the tokenizer that also renders
+            self.attach_tokenizer(tokenizer)
         if self.spec.max_new_tokens == AUTO:
             return self.answer_tokens(tokenizer) + AUTO_SLACK
         return int(self.spec.max_new_tokens)
@@ -466,7 +534,7 @@ class PromptBuilder:
 
 # What shapes a prompt's text (engine/standins.py learns these formats); label order, ICL
 # ratio, seeds and hidden states do not.
-FORMAT_KEYS = ("n_shots", "label_format", "strip")
+FORMAT_KEYS = ("n_shots", "label_format", "strip", "chat_template")
 TEMPLATE_FORMAT_KEYS = ("instruction", "example", "label_format", "n_shots")
 
 

@@ -623,7 +623,8 @@ def train_sft(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     pad_id = int(tokenizer.pad_token_id)
-    builder = zero_shot_builder(prompt_cfg, dataset, loader)
+    # the model's tokenizer renders `chat_template: true` prompts, as at inference
+    builder = zero_shot_builder(prompt_cfg, dataset, loader).attach_tokenizer(tokenizer)
     max_len, eos = int(cfg["max_seq_length"]), bool(cfg.get("append_eos", True))
     excluded = sorted({str(i) for ids in (exclude or {}).values() for i in ids})
     train = build_examples(

@@ -27,6 +27,7 @@ LOADERS = {
     "msp_podcast": "msp_podcast",
     "boxes": "boxes",
     "generic": "generic",
+    "content_safety": "content_safety",
 }
 
 

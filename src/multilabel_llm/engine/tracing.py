@@ -86,6 +86,9 @@ class RawTrace:
     form_logits: np.ndarray  # (steps, n_forms) float32
     hidden: np.ndarray | None = None  # (steps, d): last-layer state that predicted each step
     extra: dict = field(default_factory=dict)
+    # (steps,) log-probability of each generated token under the full vocabulary softmax
+    # (the token-probability estimators need it; None from callers that do not record it)
+    gen_logprobs: np.ndarray | None = None
 
 
 def _to_device_ids(ids, device):
@@ -221,6 +224,7 @@ class TraceEngine:
             suffixes, self.pad_id, hidden=self.hidden_states
         )
         gen = [[] for _ in range(batch)]
+        gen_lp = [[] for _ in range(batch)]
         forms = [[] for _ in range(batch)]
         hid = [[] for _ in range(batch)]
         alive = list(range(batch))  # original row of each current batch row
@@ -233,6 +237,8 @@ class TraceEngine:
                 form = logits.index_select(-1, self.form_ids).cpu().numpy()
             nxt = logits.argmax(-1)
             nxt_list = nxt.tolist()
+            # the generated token's full-vocabulary log-probability: one value per row
+            lp_list = torch.log_softmax(logits, -1).gather(-1, nxt[:, None])[:, 0].tolist()
             last_h = (
                 out.hidden_states[-1][:, -1, :].float().cpu().numpy()
                 if self.hidden_states
@@ -241,6 +247,7 @@ class TraceEngine:
             keep = []
             for r, row in enumerate(alive):
                 gen[row].append(nxt_list[r])
+                gen_lp[row].append(lp_list[r])
                 forms[row].append(form[r])
                 if last_h is not None:
                     hid[row].append(last_h[r])
@@ -274,6 +281,7 @@ class TraceEngine:
                 np.stack(forms[r]).astype(np.float32),
                 np.stack(hid[r]).astype(np.float32) if self.hidden_states else None,
                 {"hit_max_new_tokens": True} if r in cut else {},
+                np.asarray(gen_lp[r], dtype=np.float64),
             )
             for r in range(batch)
         ]
@@ -345,9 +353,14 @@ def reference_trace(
     )
     gen = out.sequences[0, len(prompt_ids) :].tolist()
     form_ids = _to_device_ids(label_tokens.form_ids, device)
-    logits = torch.stack([s[0].float() for s in out.logits]).index_select(-1, form_ids)
+    full = torch.stack([s[0].float() for s in out.logits])
+    logits = full.index_select(-1, form_ids)
     scores = torch.stack([s[0].float() for s in out.scores]).index_select(-1, form_ids)
-    return RawTrace(gen, logits.cpu().numpy()), scores.cpu().numpy()
+    gen_lp = torch.log_softmax(full, -1).gather(
+        -1, torch.as_tensor(gen, device=full.device)[:, None]
+    )
+    raw = RawTrace(gen, logits.cpu().numpy(), gen_logprobs=gen_lp[:, 0].double().cpu().numpy())
+    return raw, scores.cpu().numpy()
 
 
 def _token_starts(tokenizer, gen_ids: list[int]) -> list[int]:
@@ -378,6 +391,21 @@ def fallback_spans(text: str, labels: list[str]) -> list[tuple[str, int]]:
     return sorted(spans, key=lambda span: span[1])
 
 
+def label_end_char(text: str, label: str, char: int, label_format: str) -> int:
+    """Offset of the last character of the list item naming ``label`` that starts at ``char``.
+
+    The item is the label's own length when the text spells it there (any case); otherwise
+    (a JSON escape such as ``\\u00e9`` spells it longer) it runs to the closing quote (JSON)
+    or to the next comma or line end (comma lists)."""
+    if text[char : char + len(label)].lower() == label.lower():
+        return char + len(label) - 1
+    closers = '"' if label_format == "json" else ",\n"
+    end = char
+    while end < len(text) and text[end] not in closers:
+        end += 1
+    return max(char, end - 1)
+
+
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -406,13 +434,17 @@ def finalize(
     step_probs = softmax_rows(step_logits) if len(step_logits) else step_logits
     starts = _token_starts(tokenizer, raw.gen_ids)
     label_steps: list[LabelStep] = []
+    ends: list[int] = []  # parallel to label_steps: the step whose token completes the label
     extra: dict = {"gen_ids": [int(t) for t in raw.gen_ids]}
     extra.update(raw.extra)  # e.g. hit_max_new_tokens
+    if raw.gen_logprobs is not None:
+        extra["gen_probs"] = [float(f"{p:.7g}") for p in np.exp(raw.gen_logprobs)]
     if parsed.truncated:
         extra["truncated"] = True  # list cut off: read up to the cut (prompts.parse_output)
     if parsed.labels is not None:
         for label, char in parsed.spans:
             label_steps.append(LabelStep(step=_step_at(starts, char), label=label))
+            ends.append(_step_at(starts, label_end_char(text_out, label, char, label_format)))
         if parsed.unknown:
             extra["unknown_labels"] = parsed.unknown
         extra["step_forms"] = step_forms(raw.gen_ids, label_steps, label_tokens, tokenizer)
@@ -425,6 +457,12 @@ def finalize(
         score_labels = list(dict.fromkeys([*labels, NONE_LABEL]))
         for label, char in fallback_spans(text_out, score_labels):
             label_steps.append(LabelStep(step=_step_at(starts, char), label=label))
+            ends.append(_step_at(starts, char + len(label) - 1))
+    # which generated step completes each label (the token-probability estimators read it)
+    extra["label_ends"] = [
+        {"label": ls.label, "start": ls.step, "end": max(end, ls.step)}
+        for ls, end in zip(label_steps, ends, strict=True)
+    ]
     return Trace(
         id=str(example_id),
         text_out=text_out,

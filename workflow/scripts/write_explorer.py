@@ -1,0 +1,40 @@
+"""Snakemake adapter: one traced run's traces + distributions → its example explorer page."""
+# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from multilabel_llm.datasets import load_canonical
+from multilabel_llm.explorer import MethodDistribution, explorer_data, write_explorer
+from multilabel_llm.metrics import MetricSettings
+from multilabel_llm.traces import read_traces
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+
+params = snakemake.params
+dataset = load_canonical(Path(snakemake.input.examples).parent)
+meta, traces = read_traces(snakemake.input.traces)
+methods = [
+    MethodDistribution(spec["method"], spec["display_name"], pd.read_parquet(path), str(path))
+    for spec, path in zip(params.methods, snakemake.input.dists, strict=True)
+]
+alignment = pd.read_csv(snakemake.input.alignment[0]) if snakemake.input.alignment else None
+data = explorer_data(
+    meta,
+    traces,
+    dataset,
+    methods,
+    run=params.run,
+    alignment=alignment,
+    method_models={spec["method"]: spec["model"] for spec in params.methods},
+    settings=MetricSettings(**params.metric),
+    source=str(snakemake.input.traces),
+)
+size = write_explorer(snakemake.output.html, data)
+logging.info("explorer of %d examples, %d methods: %.2f MB", len(traces), len(methods), size / 1e6)
