@@ -40,7 +40,7 @@ lint: $(DEV_STAMP)
 	bash .ci/lint.sh
 
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_traces.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_stages.py
 
 # One-command check of a CUDA machine (fast path vs generate, placement, timing, memory).
 gpu-check: $(STAMP)

@@ -142,3 +142,47 @@ def test_both_orders_end_to_end_on_a_tiny_model():
     np.testing.assert_allclose(
         by_hand.frame[ds.labels].to_numpy(), fits["average"].frame[ds.labels].to_numpy(), atol=1e-6
     )
+
+
+def _label_traces(tok, labels):
+    """Traces naming two or three labels each (Table 6 needs a second counted label)."""
+    from multilabel_llm.engine.label_tokens import detect_label_tokens
+    from multilabel_llm.engine.tracing import RawTrace, StopRule, finalize
+
+    lt = detect_label_tokens(tok, labels, "json")
+    traces = []
+    for k, text in enumerate(
+        [
+            '\n{"label": ["joy", "sadness"]}',
+            '\n{"label": ["fear", "anger", "joy"]}',
+            '\n{"label": ["optimism", "joy", "surprise"]}',
+        ]
+    ):
+        ids = tok(text, add_special_tokens=False).input_ids
+        raw = RawTrace(ids, np.zeros((len(ids), len(lt.forms)), dtype=np.float32))
+        trace = finalize(f"t{k}", raw, tok, lt, labels, "json", StopRule(tok, "json", []))
+        traces.append(trace)
+    return traces
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-prefix", "no-prefix"])
+def test_attention_pass_batched_equals_one_forward_per_example(shared):
+    from multilabel_llm.engine.attention import attention_summary
+
+    model, tok = tiny()
+    ds = toy_dataset()
+    traces = _label_traces(tok, ds.labels)
+    head = 'Classify: joy, fear, anger.\nInput: a day\n{"label": ["joy"]}\nInput: '
+    queries = ["so happy and sad", "scared", "hope it all works out for us, wow"]
+    prompts = {
+        t.id: tok((head if shared else f"{k} ") + q + "\n").input_ids
+        for k, (t, q) in enumerate(zip(traces, queries, strict=True))
+    }
+    plain = attention_summary(model, tok, prompts, traces, ds.labels, "json", batched=False)
+    fast = attention_summary(model, tok, prompts, traces, ds.labels, "json", batch_size=2)
+    assert len(plain) == 1 + 2 + 2  # every counted label after the first
+    cols = ["id", "step", "label", "input_count", "label_count", "first_count"]
+    pd.testing.assert_frame_equal(fast[cols], plain[cols])
+    masses = ["input_mass", "label_mass", "first_mass"]
+    np.testing.assert_allclose(fast[masses], plain[masses], atol=1e-5)
+    assert (plain["first_mass"] > 0).all()

@@ -89,7 +89,8 @@ REPORT_TABLES = {
         )
         for name in globals().get("PAPER_ALIGNMENT_TABLES", {})
     },
-    **BINARY_BIAS_REPORT_TABLES,
+    # the position-bias table (rules/common/estimators.smk), when the workflow includes it
+    **globals().get("BINARY_BIAS_REPORT_TABLES", {}),
 }
 
 
@@ -106,7 +107,8 @@ def report_table_names():
             names.append(table)
     names += [f"alignment_{d}" for d in align_datasets()]
     names += list(globals().get("PAPER_ALIGNMENT_TABLES", {}))
-    names += binary_bias_report_tables()
+    if "binary_bias_report_tables" in globals():
+        names += binary_bias_report_tables()
     return names
 
 

@@ -27,15 +27,23 @@ Cost: one forward pass per expansion (``<= 1 + max_expansions``). Each pass feed
 tokens of the popped path that are not in the KV cache: the prompt's KV is computed once and
 the cache is cropped back to the longest common prefix of the previous and the next path, so
 a child expanded right after its parent costs a single token.
+
+Batched (:func:`batched_marginals`, what the ``marginalize`` rule runs): the search is one
+generator (:func:`search_steps`) that yields the path it needs next, so many examples'
+searches advance in lockstep and one forward answers all their requests, over the shared
+few-shot prefix's KV (computed once) and per-row caches cropped as above. The per-example
+drive (:func:`search_paths`, :func:`marginal_label_probs`) is the reference: same paths in
+the same order, masses equal up to float error (tests/test_marginalization_batched.py).
 """
 
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +76,18 @@ class SearchSettings:
             raise ValueError(
                 f"marginalization max_expansions must be >= 1, got {self.max_expansions}"
             )
+
+    @classmethod
+    def from_params(cls, params: dict, where: str = "token_marginalization params"):
+        """Settings from a method's params (``estimate`` and ``shard_size`` already taken
+        out); an unknown key is named with the allowed ones."""
+        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {unknown}; allowed: "
+                f"{sorted(cls.__dataclass_fields__)} plus estimate, shard_size"
+            )
+        return cls(**params)
 
     @property
     def expansion_budget(self) -> int:
@@ -136,8 +156,7 @@ def nucleus(logprobs: np.ndarray, top_p: float, top_k: int | None) -> tuple[np.n
     return order[:keep], probs[order[:keep]]
 
 
-def search_paths(
-    step_logprobs: Callable[[list[int]], np.ndarray],
+def search_steps(
     decode: Callable[[list[int]], str],
     eos_ids: set[int],
     parse_fn: Callable[[str], list[str] | None],
@@ -145,12 +164,13 @@ def search_paths(
     settings: SearchSettings | None = None,
     is_complete: Callable[[str], bool] | None = None,
     finalize_text: Callable[[str], str] | None = None,
-) -> MarginalResult:
-    """Bounded best-first enumeration of generation paths (see the module docstring).
+) -> Generator[list[int], np.ndarray, MarginalResult]:
+    """The search as a generator: it yields each generated suffix whose next-token
+    log-probabilities it needs, is sent them back, and returns the :class:`MarginalResult`.
 
-    ``step_logprobs(suffix)`` gives next-token log-probabilities after the prompt followed
-    by ``suffix``; ``decode`` turns generated ids into text (special tokens dropped);
-    ``finalize_text`` (e.g. cut at a stop string) runs before ``parse_fn``.
+    One search, two drivers: :func:`search_paths` answers each request with one forward
+    (the reference), :func:`batched_marginals` answers the requests of many examples in one
+    batched forward. Both therefore explore the same paths in the same order.
     """
     settings = settings or SearchSettings()
     start = time.time()
@@ -180,11 +200,11 @@ def search_paths(
 
     budget = settings.expansion_budget
 
-    def expand(tokens: list[int], mass: float):
-        """One forward pass: complete or prune the nucleus children; return the open ones
+    def expand(tokens: list[int], mass: float, logprobs: np.ndarray):
+        """Complete or prune the nucleus children of one forward pass; return the open ones
         (best first) and whether the most likely child ended the path."""
         nonlocal unexplored, expansions
-        logprobs = np.asarray(step_logprobs(tokens), dtype=np.float64)
+        logprobs = np.asarray(logprobs, dtype=np.float64)
         expansions += 1
         ids, probs = nucleus(logprobs, settings.top_p, settings.top_k)
         unexplored += mass * max(0.0, 1.0 - float(probs.sum()))
@@ -213,7 +233,7 @@ def search_paths(
 
     while frontier and len(paths) < settings.max_paths and expansions < budget:
         _, _, tokens, mass = heapq.heappop(frontier)
-        children, best_done = expand(tokens, mass)
+        children, best_done = expand(tokens, mass, (yield tokens))
         # rollout: follow the most likely child to the end of the list, queueing its siblings,
         # so every pop completes a path (a DFS over top-p tokens, heaviest branch first)
         while settings.strategy == "rollout" and children and not best_done:
@@ -223,7 +243,7 @@ def search_paths(
             if expansions >= budget:
                 children = [(child, child_mass)]
                 break
-            children, best_done = expand(child, child_mass)
+            children, best_done = expand(child, child_mass, (yield child))
         for child, child_mass in children:
             push(child, child_mass)
     unexplored += sum(node[3] for node in frontier)
@@ -238,6 +258,31 @@ def search_paths(
         paths=paths,
         seconds=time.time() - start,
     )
+
+
+def search_paths(
+    step_logprobs: Callable[[list[int]], np.ndarray],
+    decode: Callable[[list[int]], str],
+    eos_ids: set[int],
+    parse_fn: Callable[[str], list[str] | None],
+    labels: Sequence[str],
+    settings: SearchSettings | None = None,
+    is_complete: Callable[[str], bool] | None = None,
+    finalize_text: Callable[[str], str] | None = None,
+) -> MarginalResult:
+    """Bounded best-first enumeration of generation paths (see the module docstring).
+
+    ``step_logprobs(suffix)`` gives next-token log-probabilities after the prompt followed
+    by ``suffix``; ``decode`` turns generated ids into text (special tokens dropped);
+    ``finalize_text`` (e.g. cut at a stop string) runs before ``parse_fn``.
+    """
+    search = search_steps(decode, eos_ids, parse_fn, labels, settings, is_complete, finalize_text)
+    try:
+        request = next(search)
+        while True:
+            request = search.send(step_logprobs(request))
+    except StopIteration as stop:
+        return stop.value
 
 
 class HFStepper:
@@ -359,3 +404,190 @@ def marginal_label_probs(
         is_complete=is_complete,
         finalize_text=finalize_text,
     )
+
+
+class SlotCache:
+    """A KV cache of ``slots`` rows, each one example's search: the shared prefix, then that
+    example's query suffix and the path currently cached (``lengths[r]`` tokens after the
+    prefix). Passed to the model as its cache; the model's 4D mask decides what each query
+    sees, so cropping a row back to a common prefix is just lowering its length.
+
+    Storage per layer is preallocated (``slots``, kv heads, prefix + capacity + 1, head dim);
+    ``update`` scatters the new tokens' keys/values to the columns ``cols`` names (padding
+    goes to the last, never attended, column) and hands back views up to ``width``, so no
+    step copies the prefix (a growing ``DynamicCache`` re-concatenates it every forward).
+    """
+
+    def __init__(self, prefix_layers, slots: int, prefix_len: int, capacity: int):
+        self.prefix_layers = prefix_layers  # [(k, v)] of shape (1, heads, prefix_len, dim)
+        self.slots, self.prefix_len = slots, prefix_len
+        self.total = prefix_len + capacity + 1  # + the trash column padding writes to
+        self.layers: dict[int, tuple] = {}
+        self.cols = None  # (slots, n) columns this forward writes; trash for padding
+        self.width = 0  # columns the attention reads this forward
+
+    def _storage(self, layer: int, like):
+        import torch
+
+        if layer not in self.layers:
+            shape = (self.slots, like.shape[1], self.total, like.shape[3])
+            k = torch.zeros(shape, dtype=like.dtype, device=like.device)
+            v = torch.zeros_like(k)
+            if self.prefix_len:
+                pk, pv = self.prefix_layers[layer]
+                k[:, :, : self.prefix_len] = pk.to(like.device)
+                v[:, :, : self.prefix_len] = pv.to(like.device)
+            self.layers[layer] = (k, v)
+        return self.layers[layer]
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        import torch
+
+        k, v = self._storage(layer_idx, key_states)
+        cols = self.cols.to(k.device)
+        rows = torch.arange(self.slots, device=k.device)[:, None]
+        # advanced indices on dims 0 and 2: the indexed view is (slots, n, heads, dim)
+        k[rows, :, cols] = key_states.transpose(1, 2)
+        v[rows, :, cols] = value_states.transpose(1, 2)
+        return k[:, :, : self.width], v[:, :, : self.width]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.width
+
+
+def batched_marginals(
+    model,
+    tokenizer,
+    prompts: Sequence[Sequence[int]],
+    labels: Sequence[str],
+    parse_fn: Callable[[str], list[str] | None],
+    settings: SearchSettings | None = None,
+    *,
+    is_complete: Callable[[str], bool] | None = None,
+    finalize_text: Callable[[str], str] | None = None,
+    batch_size: int = 16,
+) -> list[MarginalResult]:
+    """:func:`marginal_label_probs` for many prompts at once, with the same paths and masses.
+
+    Every example runs the same search (:func:`search_steps`); the searches of up to
+    ``batch_size`` examples advance in lockstep and each round answers all their pending
+    requests with one batched forward. The prompts' longest common prefix is run once and
+    its KV shared by every row; each row's cache holds its own query and current path and is
+    cropped back to the common prefix with the next request, so a child expanded right after
+    its parent costs one token of that forward (as :class:`HFStepper`). ``seconds`` of each
+    result is its batch's wall time divided by the batch's examples.
+    """
+    import torch
+
+    from .engine.loading import input_device
+    from .engine.tracing import common_prefix_len
+
+    settings = settings or SearchSettings()
+    prompts = [list(p) for p in prompts]
+    if not prompts:
+        return []
+    for i, ids in enumerate(prompts):
+        if not ids:
+            raise ValueError(f"marginalization: prompt {i} tokenised to zero tokens")
+    if batch_size < 1:
+        raise ValueError(f"marginalization batch_size must be >= 1, got {batch_size}")
+    device = input_device(model)
+    eos = _eos_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos or {0}))
+    cut = common_prefix_len(prompts[0], prompts)  # leaves every prompt >= 1 own token
+    prefix_layers = []
+    if cut:
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([prompts[0][:cut]], device=device), use_cache=True)
+        prefix_layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    results: list[MarginalResult | None] = [None] * len(prompts)
+    for start in range(0, len(prompts), batch_size):
+        wave = list(range(start, min(start + batch_size, len(prompts))))
+        t0 = time.time()
+        _run_wave(
+            model,
+            device,
+            prompts,
+            wave,
+            cut,
+            prefix_layers,
+            int(pad),
+            settings,
+            results,
+            lambda: search_steps(
+                decode, eos, parse_fn, labels, settings, is_complete, finalize_text
+            ),
+        )
+        share = (time.time() - t0) / len(wave)
+        for i in wave:
+            results[i].seconds = share
+    return results
+
+
+def _run_wave(model, device, prompts, wave, cut, prefix_layers, pad, settings, results, new_search):
+    """Run the searches of the examples ``wave`` (indices into ``prompts``) to the end."""
+    import torch
+
+    n = len(wave)
+    queries = [prompts[i][cut:] for i in wave]
+    capacity = max(len(q) for q in queries) + settings.max_new_tokens + 1
+    cache = SlotCache(prefix_layers, n, cut, capacity)
+    trash = cache.total - 1
+    dtype = getattr(model, "dtype", torch.float32)
+    dtype = dtype if dtype.is_floating_point else torch.float32
+    # transformers >= 5.2x names the argument ``cache`` (``past_key_values`` is deprecated)
+    cache_kw = (
+        "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    )
+    searches = [new_search() for _ in wave]
+    requests = [next(s) for s in searches]  # a fresh search always asks for the root first
+    cached: list[list[int]] = [[] for _ in wave]  # tokens after the prefix in each row
+    alive = set(range(n))
+    while alive:
+        wants, news, bases = {}, [[] for _ in range(n)], [0] * n
+        for r in alive:
+            want = queries[r] + requests[r]
+            common = 0
+            for a, b in zip(cached[r], want, strict=False):
+                if a != b:
+                    break
+                common += 1
+            common = min(common, len(want) - 1)  # feed at least one token to get logits
+            wants[r], news[r], bases[r] = want, want[common:], common
+        width_in = max(len(x) for x in news)
+        ids = torch.full((n, width_in), pad, dtype=torch.long)
+        cols = torch.full((n, width_in), trash, dtype=torch.long)
+        qcol = torch.zeros((n, width_in), dtype=torch.long)  # padding queries see column 0
+        for r in alive:
+            off = width_in - len(news[r])  # left padding: every row's last input is real
+            ids[r, off:] = torch.as_tensor(news[r])
+            span = torch.arange(len(news[r])) + cut + bases[r]
+            cols[r, off:] = span
+            qcol[r, off:] = span
+        cache.cols = cols
+        cache.width = max(1, max(cut + bases[r] + len(news[r]) for r in alive))
+        # a row's cache is contiguous from column 0, so "at or before my own column" is both
+        # the causal mask and the crop: columns past a row's length hold a dropped branch
+        see = torch.arange(cache.width)[None, None, :] <= qcol[:, :, None]
+        mask = torch.zeros(see.shape, dtype=dtype).masked_fill_(~see, torch.finfo(dtype).min)
+        with torch.inference_mode():
+            out = model(
+                input_ids=ids.to(device),
+                attention_mask=mask[:, None].to(device),
+                position_ids=qcol.to(device),
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_kw: cache},
+            )
+            logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu().numpy()
+        for r in sorted(alive):
+            cached[r] = wants[r]
+            try:
+                requests[r] = searches[r].send(logprobs[r])
+            except StopIteration as stop:
+                results[wave[r]] = stop.value
+                alive.discard(r)

@@ -85,6 +85,7 @@ def plan_run(
         )
     spec = resolve_prompt(prompt_cfg, dataset.name, template)
     builder = PromptBuilder.from_dataset(spec, dataset, demo_split, exclude=ids, pool_ids=pool_ids)
+    builder.attach_tokenizer(tokenizer)  # renders `chat_template: true` prompts
     spec.max_new_tokens = builder.max_new_tokens(tokenizer)  # "auto": the longest answer's tokens
     frame = dataset.examples.set_index("id")
     missing = [i for i in ids if i not in frame.index]
@@ -723,7 +724,7 @@ def marginalize(
     shards plus the search settings; the two outputs are written last, after the id check.
     """
     from ..estimators import distribution_frame, normalise_rows, validate_distribution
-    from ..marginalization import marginal_label_probs
+    from ..marginalization import SearchSettings, batched_marginals
 
     settings = dict(settings)
     estimate = settings.pop("estimate", "normalized")
@@ -764,20 +765,20 @@ def marginalize(
         if k in done:
             continue
         rows = []
-        for rid, prompt_ids in zip(
-            store.ids_of(k), plan.prompts[start : start + shard_size], strict=True
-        ):
-            res = marginal_label_probs(
-                model,
-                tokenizer,
-                "",
-                labels,
-                parse,
-                prompt_ids=prompt_ids,
-                is_complete=plan.stop_rule.text_done,
-                finalize_text=plan.stop_rule.truncate,
-                **settings,
-            )
+        # the shard's searches advance together, one batched forward per round (same paths
+        # and masses as marginal_label_probs per example: tests/test_marginalization_batched)
+        results = batched_marginals(
+            model,
+            tokenizer,
+            plan.prompts[start : start + shard_size],
+            labels,
+            parse,
+            SearchSettings.from_params(settings),
+            is_complete=plan.stop_rule.text_done,
+            finalize_text=plan.stop_rule.truncate,
+            batch_size=shard_size,
+        )
+        for rid, res in zip(store.ids_of(k), results, strict=True):
             rows.append(
                 {
                     "id": rid,

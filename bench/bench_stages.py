@@ -1,0 +1,358 @@
+"""Benchmark every model-bound stage against its plain per-example Hugging Face path.
+
+Stages, each on the same prompts both ways (results compared in the run):
+
+* ``traces``: the shared-prefix ``TraceEngine`` vs ``generate(output_scores=True)`` per prompt;
+* ``unary`` / ``binary``: breakdown scoring batched over the shared prefix
+  (``score_next_token``) vs one full forward per prompt;
+* ``marginalise``: ``batched_marginals`` (many examples' searches per forward) vs today's
+  per-example search (``marginal_label_probs``) at the demo's budget;
+* ``attention``: the batched shared-prefix attention pass vs one full eager forward per
+  example (rows of every generated position).
+
+Per stage: ms/example both ways, the speedup, and the compute floor: the FLOPs of the tokens
+the stage must process (2 x non-embedding parameters x tokens: the shared prefix once, then
+each example's own tokens; plus 2 x d_model x vocab per logits row it keeps) over a matmul
+peak measured in the same run; ``x floor`` is the fast path's time over that floor.
+Default: the bundled SmolLM2-135M, float32, CPU, 2 threads, GoEmotions demo prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def matmul_peak(device, dtype=torch.float32, seconds: float = 1.0) -> float:
+    """Best sustained GFLOP/s of square matmuls (the roofline the floor divides by)."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a = torch.randn(n, n, dtype=dtype, device=device)
+        b = torch.randn(n, n, dtype=dtype, device=device)
+        a @ b  # warm-up
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            a @ b
+            reps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def param_counts(model) -> tuple[int, int, int]:
+    """(non-embedding parameters, d_model, vocab): the input embedding and an untied LM head
+    are not per-token matmul work (the head is counted per logits row kept)."""
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    skip = {emb.data_ptr(), head.data_ptr()}
+    n = sum(p.numel() for p in model.parameters() if p.data_ptr() not in skip)
+    return n, emb.shape[1], head.shape[0]
+
+
+class Floor:
+    def __init__(self, model, gflops: float):
+        self.params, self.d, self.vocab = param_counts(model)
+        self.gflops = gflops
+
+    def seconds(self, tokens: int, logit_cols: int = 0) -> float:
+        flops = 2 * self.params * tokens + 2 * self.d * logit_cols
+        return flops / (self.gflops * 1e9)
+
+
+def timed(fn, device):
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def workload(args):
+    from multilabel_llm.datasets import prepare
+    from multilabel_llm.engine.label_tokens import detect_label_tokens
+    from multilabel_llm.engine.loading import bundled_model_cfg, load_model
+    from multilabel_llm.engine.tracing import StopRule, common_prefix_len
+    from multilabel_llm.prompts import PromptBuilder, pick_template, resolve_prompt
+
+    ds_cfg = yaml.safe_load((ROOT / "config/dataset/goemotions_demo.yaml").read_text())
+    prompt_cfg = yaml.safe_load((ROOT / "config/prompt/json_10shot.yaml").read_text())
+    ds = prepare(ds_cfg, ROOT)
+    spec = resolve_prompt(prompt_cfg, ds.name, pick_template(prompt_cfg, ds_cfg["loader"], ds.name))
+    demo_split = ds_cfg.get("demo_split", "train")
+    builder = PromptBuilder.from_dataset(spec, ds, demo_split=demo_split)
+    model, tok = load_model(bundled_model_cfg(), device=args.device)
+    texts = ds.split("dev")["text"].tolist()[: args.n]
+    prompts = [tok(builder.prompt(text)).input_ids for text in texts]
+    pre = tok(builder.prefix()).input_ids
+    return {
+        "ds": ds,
+        "demo_split": demo_split,
+        "model": model,
+        "tok": tok,
+        "texts": texts,
+        "prompts": prompts,
+        "prefix": pre[: common_prefix_len(pre, prompts)],
+        "tokens": detect_label_tokens(tok, ds.labels, spec.label_format),
+        "rule": StopRule(tok, spec.label_format, spec.stop),
+        "label_format": spec.label_format,
+        "new": builder.max_new_tokens(tok),
+    }
+
+
+def demo_search_settings() -> dict:
+    """The token_marginalization method's params with the demo experiment's overrides."""
+    params = yaml.safe_load((ROOT / "config/method/token_marginalization.yaml").read_text())
+    params = dict(params["params"])
+    demo = yaml.safe_load((ROOT / "config/experiment/demo.yaml").read_text())
+    params.update(demo["methods"]["token_marginalization"].get("params", {}))
+    params.pop("estimate", None)
+    return params
+
+
+def stage_traces(w, args, floor, device):
+    from multilabel_llm.engine.tracing import TraceEngine, reference_trace
+
+    model, tok, prompts, prefix = w["model"], w["tok"], w["prompts"], w["prefix"]
+    ref_n = min(args.ref_n, len(prompts))
+    reference_trace(model, tok, prompts[0], w["tokens"], w["rule"], 2)  # warm-up
+
+    def fast():
+        engine = TraceEngine(model, tok, w["tokens"], w["rule"], w["new"], args.batch_size)
+        engine.set_prefix(prefix)  # the prefix cache is part of the fast path's cost
+        return engine.run(prompts)
+
+    def plain():
+        return [
+            reference_trace(model, tok, p, w["tokens"], w["rule"], w["new"])[0]
+            for p in prompts[:ref_n]
+        ]
+
+    refs, t_ref = timed(plain, device)
+    raws, t_fast = timed(fast, device)
+    w["raws"] = raws
+    same = sum(a.gen_ids == b.gen_ids for a, b in zip(raws, refs, strict=False))
+    diff = max(
+        (
+            float(np.abs(a.form_logits - b.form_logits).max())
+            for a, b in zip(raws, refs, strict=False)
+            if a.form_logits.shape == b.form_logits.shape
+        ),
+        default=float("nan"),
+    )
+    n_pre = len(prefix)
+    tokens = n_pre + sum(
+        len(p) - n_pre + len(r.gen_ids) - 1 for p, r in zip(prompts, raws, strict=True)
+    )
+    rows = sum(len(r.gen_ids) for r in raws)  # greedy needs every step's full logits row
+    return {
+        "ref": t_ref / ref_n,
+        "fast": t_fast / len(prompts),
+        "floor": floor.seconds(tokens, rows * floor.vocab) / len(prompts),
+        "check": f"same tokens {same}/{ref_n}, max |logit diff| {diff:.1e}",
+    }
+
+
+def stage_breakdown(kind, w, args, floor, device):
+    from multilabel_llm import NONE_LABEL
+    from multilabel_llm.engine import breakdown as bd
+    from multilabel_llm.engine.label_tokens import answer_tokens
+    from multilabel_llm.engine.tracing import common_prefix_len
+
+    model, tok, ds = w["model"], w["tok"], w["ds"]
+    pool = ds.split(w["demo_split"])
+    choices = [*ds.labels, NONE_LABEL]
+    if kind == "unary":
+        prefix = bd.unary_prefix(pool, ds.labels)
+        queries = [bd.unary_query(t, lab) for t in w["texts"] for lab in choices]
+        answers = ["reasonable", "unreasonable"]
+    else:
+        import itertools
+
+        prefix = bd.binary_prefix(pool, ds.labels)
+        pairs = list(itertools.combinations(choices, 2))
+        queries = [bd.binary_query(t, a, b) for t in w["texts"] for a, b in pairs]
+        answers = ["a", "b"]
+    per_example = len(queries) // len(w["texts"])
+    ref_q = min(len(queries), args.ref_prompts)
+    forms = answer_tokens(tok, answers)
+    form_ids = torch.as_tensor(forms.form_ids)
+
+    @torch.inference_mode()
+    def plain():
+        out = []
+        for q in queries[:ref_q]:
+            ids = torch.as_tensor([tok(prefix + q).input_ids], device=device)
+            logits = model(ids, use_cache=False, logits_to_keep=1).logits[0, -1].float().cpu()
+            out.append(logits[form_ids].numpy())
+        return forms.reduce(np.stack(out))
+
+    def fast():
+        return bd.score_next_token(
+            model, tok, prefix, queries, answers, args.breakdown_batch, desc=kind
+        )
+
+    ref, t_ref = timed(plain, device)
+    got, t_fast = timed(fast, device)
+    diff = float(np.abs(got[:ref_q] - ref).max())
+    prompts = [tok(prefix + q).input_ids for q in queries]
+    pre = tok(prefix).input_ids
+    cut = common_prefix_len(pre, prompts)
+    tokens = cut + sum(len(p) - cut for p in prompts)
+    return {
+        "ref": t_ref / ref_q * per_example,
+        "fast": t_fast / len(w["texts"]),
+        "floor": floor.seconds(tokens, len(prompts) * len(forms.forms)) / len(w["texts"]),
+        "check": f"{per_example} prompts/example, max |logit diff| {diff:.1e} ({ref_q} prompts)",
+    }
+
+
+def stage_marginalise(w, args, floor, device):
+    from multilabel_llm.engine.tracing import common_prefix_len
+    from multilabel_llm.marginalization import (
+        SearchSettings,
+        batched_marginals,
+        marginal_label_probs,
+    )
+    from multilabel_llm.prompts import parse_output
+
+    model, tok, prompts, ds = w["model"], w["tok"], w["prompts"], w["ds"]
+    params = demo_search_settings()
+    settings = SearchSettings.from_params(params)
+    ref_n = min(args.ref_n, len(prompts))
+
+    def parse(text):
+        return parse_output(text, ds.labels, w["label_format"]).labels
+
+    stop = {"is_complete": w["rule"].text_done, "finalize_text": w["rule"].truncate}
+
+    def plain():
+        return [
+            marginal_label_probs(model, tok, "", ds.labels, parse, prompt_ids=p, **params, **stop)
+            for p in prompts[:ref_n]
+        ]
+
+    def fast():
+        return batched_marginals(
+            model, tok, prompts, ds.labels, parse, settings, batch_size=args.batch_size, **stop
+        )
+
+    refs, t_ref = timed(plain, device)
+    got, t_fast = timed(fast, device)
+    same = sum(
+        [p.tokens for p in a.paths] == [p.tokens for p in b.paths]
+        for a, b in zip(got, refs, strict=False)
+    )
+    diff = max(float(np.abs(a.lower - b.lower).max()) for a, b in zip(got, refs, strict=False))
+    cut = common_prefix_len(prompts[0], prompts)
+    # each expansion after the root needs at least its one new token
+    tokens = cut + sum(len(p) - cut + r.n_expansions - 1 for p, r in zip(prompts, got, strict=True))
+    rows = sum(r.n_expansions for r in got)
+    return {
+        "ref": t_ref / ref_n,
+        "fast": t_fast / len(prompts),
+        "floor": floor.seconds(tokens, rows * floor.vocab) / len(prompts),
+        "check": (
+            f"budget {settings.max_paths} paths/{settings.expansion_budget} expansions, "
+            f"same paths {same}/{ref_n}, max |mass diff| {diff:.1e}, "
+            f"{np.mean([r.n_expansions for r in got]):.1f} expansions/example"
+        ),
+    }
+
+
+def stage_attention(w, args, floor, device):
+    from multilabel_llm.engine.attention import attention_rows, attention_rows_plain
+    from multilabel_llm.engine.tracing import common_prefix_len
+
+    model, tok, prompts = w["model"], w["tok"], w["prompts"]
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    seqs = [list(p) + list(r.gen_ids) for p, r in zip(prompts, w["raws"], strict=True)]
+    # every generated position's row (the pass reads the counted label steps among them)
+    queries = [list(range(len(p) - 1, len(s) - 1)) for p, s in zip(prompts, seqs, strict=True)]
+    ref_n = min(args.ref_n, len(seqs))
+    cut = common_prefix_len(prompts[0], prompts)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    with torch.inference_mode():
+        ref, t_ref = timed(
+            lambda: attention_rows_plain(model, seqs[:ref_n], queries[:ref_n]), device
+        )
+        got, t_fast = timed(
+            lambda: attention_rows(model, seqs, queries, cut, pad, args.attention_batch), device
+        )
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("sdpa")
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(got, ref, strict=False))
+    tokens = cut + sum(len(s) - cut for s in seqs)
+    return {
+        "ref": t_ref / ref_n,
+        "fast": t_fast / len(seqs),
+        "floor": floor.seconds(tokens) / len(seqs),
+        "check": f"max |attention row diff| {diff:.1e} ({ref_n} examples)",
+    }
+
+
+STAGES = ["traces", "unary", "binary", "marginalise", "attention"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n", type=int, default=16, help="examples for the fast paths")
+    ap.add_argument("--ref-n", type=int, default=8, help="examples for the plain paths")
+    ap.add_argument("--ref-prompts", type=int, default=48, help="plain breakdown prompts")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--breakdown-batch", type=int, default=32)
+    ap.add_argument("--attention-batch", type=int, default=8)
+    ap.add_argument("--stages", default=",".join(STAGES))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    stages = args.stages.split(",")
+    if "attention" in stages and "traces" not in stages:
+        stages.insert(0, "traces")  # the attention pass reads the traced tokens
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        ap.error(f"--stages: unknown {unknown}; allowed {STAGES}")
+    load0 = os.getloadavg()[0]
+    w = workload(args)
+    peak = matmul_peak(device)
+    floor = Floor(w["model"], peak)
+    print(
+        f"bundled SmolLM2-135M float32 device={device} threads={args.threads} n={len(w['prompts'])}"
+        f" ref_n={args.ref_n} prefix={len(w['prefix'])} tokens; non-embedding params "
+        f"{floor.params / 1e6:.1f}M; matmul peak {peak:.0f} GFLOP/s; load {load0:.2f}",
+        flush=True,
+    )
+    results = {}
+    for name in STAGES:
+        if name not in stages:
+            continue
+        if name in ("unary", "binary"):
+            results[name] = stage_breakdown(name, w, args, floor, device)
+        else:
+            results[name] = globals()[f"stage_{name}"](w, args, floor, device)
+        r = results[name]
+        print(
+            f"{name:12s} plain {1000 * r['ref']:8.1f} ms/ex  fast {1000 * r['fast']:7.1f} ms/ex"
+            f"  speedup {r['ref'] / r['fast']:5.1f}x  floor {1000 * r['floor']:6.1f} ms/ex"
+            f"  {r['fast'] / r['floor']:5.1f}x floor  | {r['check']}",
+            flush=True,
+        )
+    print(f"load average {os.getloadavg()[0]:.2f} (start {load0:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
