@@ -6,7 +6,7 @@ CORES ?= 2
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench dryrun plan download report clean
+.PHONY: demo test lint bench gpu-check dryrun plan download report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
