@@ -77,7 +77,9 @@ def timed(fn, device):
     return out, time.perf_counter() - start
 
 
-def workload(args):
+def workload(args, model=None, tok=None):
+    """The demo prompts for every stage; ``model``/``tok`` default to the bundled model (the
+    GPU check passes its random-weight checkpoint with the bundled tokenizer)."""
     from multilabel_llm.datasets import prepare
     from multilabel_llm.engine.label_tokens import detect_label_tokens
     from multilabel_llm.engine.loading import bundled_model_cfg, load_model
@@ -90,7 +92,8 @@ def workload(args):
     spec = resolve_prompt(prompt_cfg, ds.name, pick_template(prompt_cfg, ds_cfg["loader"], ds.name))
     demo_split = ds_cfg.get("demo_split", "train")
     builder = PromptBuilder.from_dataset(spec, ds, demo_split=demo_split)
-    model, tok = load_model(bundled_model_cfg(), device=args.device)
+    if model is None:
+        model, tok = load_model(bundled_model_cfg(), device=args.device)
     texts = ds.split("dev")["text"].tolist()[: args.n]
     prompts = [tok(builder.prompt(text)).input_ids for text in texts]
     pre = tok(builder.prefix()).input_ids
@@ -139,7 +142,7 @@ def stage_traces(w, args, floor, device):
 
     refs, t_ref = timed(plain, device)
     raws, t_fast = timed(fast, device)
-    w["raws"] = raws
+    w["raws"], w["trace_refs"] = raws, refs
     same = sum(a.gen_ids == b.gen_ids for a, b in zip(raws, refs, strict=False))
     diff = max(
         (
@@ -159,6 +162,12 @@ def stage_traces(w, args, floor, device):
         "fast": t_fast / len(prompts),
         "floor": floor.seconds(tokens, rows * floor.vocab) / len(prompts),
         "check": f"same tokens {same}/{ref_n}, max |logit diff| {diff:.1e}",
+        "equality": {
+            "compared": ref_n,
+            "same": same,
+            "max_diff": diff,
+            "scale": max(float(np.abs(b.form_logits).max(initial=0.0)) for b in refs),
+        },
     }
 
 
@@ -213,6 +222,12 @@ def stage_breakdown(kind, w, args, floor, device):
         "fast": t_fast / len(w["texts"]),
         "floor": floor.seconds(tokens, len(prompts) * len(forms.forms)) / len(w["texts"]),
         "check": f"{per_example} prompts/example, max |logit diff| {diff:.1e} ({ref_q} prompts)",
+        "equality": {
+            "compared": ref_q,
+            "same": None,
+            "max_diff": diff,
+            "scale": float(np.abs(ref).max()),
+        },
     }
 
 
@@ -266,6 +281,7 @@ def stage_marginalise(w, args, floor, device):
             f"same paths {same}/{ref_n}, max |mass diff| {diff:.1e}, "
             f"{np.mean([r.n_expansions for r in got]):.1f} expansions/example"
         ),
+        "equality": {"compared": ref_n, "same": same, "max_diff": diff, "scale": 1.0},
     }
 
 
@@ -299,10 +315,43 @@ def stage_attention(w, args, floor, device):
         "fast": t_fast / len(seqs),
         "floor": floor.seconds(tokens) / len(seqs),
         "check": f"max |attention row diff| {diff:.1e} ({ref_n} examples)",
+        "equality": {
+            "compared": ref_n,
+            "same": None,
+            "max_diff": diff,
+            "scale": max(float(np.abs(r).max(initial=0.0)) for r in ref),
+        },
     }
 
 
 STAGES = ["traces", "unary", "binary", "marginalise", "attention"]
+
+
+def checked_stages(stages: list[str]) -> list[str]:
+    """``stages`` in table order, with ``traces`` added when ``attention`` needs its tokens;
+    raises ValueError naming unknown stages."""
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown {unknown}; allowed {STAGES}")
+    if "attention" in stages and "traces" not in stages:
+        stages = ["traces", *stages]  # the attention pass reads the traced tokens
+    return [name for name in STAGES if name in stages]
+
+
+def run_stage(name, w, args, floor, device) -> dict:
+    """One row of the table: ``ref``/``fast``/``floor`` in s/example, ``check`` (text) and
+    ``equality`` (compared, same, max_diff and the reference's scale, for a verdict)."""
+    if name in ("unary", "binary"):
+        return stage_breakdown(name, w, args, floor, device)
+    return globals()[f"stage_{name}"](w, args, floor, device)
+
+
+def format_row(name: str, r: dict) -> str:
+    return (
+        f"{name:12s} plain {1000 * r['ref']:8.1f} ms/ex  fast {1000 * r['fast']:7.1f} ms/ex"
+        f"  speedup {r['ref'] / r['fast']:5.1f}x  floor {1000 * r['floor']:6.1f} ms/ex"
+        f"  {r['fast'] / r['floor']:5.1f}x floor  | {r['check']}"
+    )
 
 
 def main(argv=None):
@@ -319,12 +368,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    stages = args.stages.split(",")
-    if "attention" in stages and "traces" not in stages:
-        stages.insert(0, "traces")  # the attention pass reads the traced tokens
-    unknown = sorted(set(stages) - set(STAGES))
-    if unknown:
-        ap.error(f"--stages: unknown {unknown}; allowed {STAGES}")
+    try:
+        stages = checked_stages(args.stages.split(","))
+    except ValueError as err:
+        ap.error(f"--stages: {err}")
     load0 = os.getloadavg()[0]
     w = workload(args)
     peak = matmul_peak(device)
@@ -335,21 +382,8 @@ def main(argv=None):
         f"{floor.params / 1e6:.1f}M; matmul peak {peak:.0f} GFLOP/s; load {load0:.2f}",
         flush=True,
     )
-    results = {}
-    for name in STAGES:
-        if name not in stages:
-            continue
-        if name in ("unary", "binary"):
-            results[name] = stage_breakdown(name, w, args, floor, device)
-        else:
-            results[name] = globals()[f"stage_{name}"](w, args, floor, device)
-        r = results[name]
-        print(
-            f"{name:12s} plain {1000 * r['ref']:8.1f} ms/ex  fast {1000 * r['fast']:7.1f} ms/ex"
-            f"  speedup {r['ref'] / r['fast']:5.1f}x  floor {1000 * r['floor']:6.1f} ms/ex"
-            f"  {r['fast'] / r['floor']:5.1f}x floor  | {r['check']}",
-            flush=True,
-        )
+    for name in stages:
+        print(format_row(name, run_stage(name, w, args, floor, device)), flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} (start {load0:.2f})")
     return 0
 

