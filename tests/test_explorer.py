@@ -185,6 +185,18 @@ def test_bad_inputs_name_the_file(tmp_path):
         )
 
 
+def test_single_label_run_with_an_unparsed_all_zero_row(tmp_path):
+    # hard predictions of an unparsed single-label output are an all-zero row: scored (as the
+    # alignment tables do), not refused for not summing to 1
+    meta, traces = toy_traces(tmp_path)
+    dataset = toy_dataset()
+    dataset.multilabel = False
+    zero = toy_methods()[0]
+    zero.frame.loc[zero.frame["id"] == "b", LABELS] = 0.0
+    data = explorer_data(meta, traces, dataset, [zero])
+    assert data["methods"][0]["name"] == "first_step"
+
+
 def test_marked_output_and_disagreement():
     text = '{"label": ["Joy", "anger", "joy"]}'
     segs = marked_output(text, ["joy", "anger", "sadness"])

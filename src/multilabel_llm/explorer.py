@@ -184,7 +184,9 @@ def explorer_data(
     # every method: its row per example and the per-example scores
     method_values, method_scores = [], []
     for spec in methods:
-        validate_distribution(spec.frame, labels, dataset.multilabel, spec.source)
+        # range and columns only, as the alignment tables: an unparsed single-label output's
+        # hard prediction is an all-zero row, which score_examples handles
+        validate_distribution(spec.frame, labels, True, spec.source)
         frame = spec.frame.assign(id=spec.frame["id"].astype(str)).set_index("id")
         rows = [k for k, i in enumerate(ids) if i in frame.index]
         q = frame.loc[[ids[k] for k in rows], labels].to_numpy(dtype=float)
