@@ -114,10 +114,15 @@ def open_every_entry(driver, report: Path) -> list[tuple[str, str, str]]:
             frames = driver.find_elements(By.TAG_NAME, "iframe")
             assert frames, f"{path}: table not displayed"
             driver.switch_to.frame(frames[0])
-            # a table, or the explicit note of a table with nothing configured to fill it
-            shown = driver.find_elements(By.TAG_NAME, "table") or driver.find_elements(
-                By.CSS_SELECTOR, "p.empty"
-            )
-            assert shown, f"{path}: neither a <table> nor a 'no rows' note"
+            if "/explorer/" in path:
+                # an example explorer: its script ran inside the report and listed the examples
+                shown = driver.find_elements(By.CSS_SELECTOR, "#list li")
+                assert shown, f"{path}: the explorer listed no examples inside the report"
+            else:
+                # a table, or the explicit note of a table with nothing configured to fill it
+                shown = driver.find_elements(By.TAG_NAME, "table") or driver.find_elements(
+                    By.CSS_SELECTOR, "p.empty"
+                )
+                assert shown, f"{path}: neither a <table> nor a 'no rows' note"
             driver.switch_to.default_content()
     return entries
