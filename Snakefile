@@ -1,5 +1,6 @@
 # Multi-label LLM pipeline: datasets -> traces -> distributions -> alignment, analyses, report.
-# The config is a Hydra tree (config/); rules/common.smk composes and validates it.
+# The config is a Hydra tree (config/); rules/common.smk composes and validates it into `dag`
+# (multilabel_llm.dag.WorkflowDag), which every rule file reads.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -13,9 +14,9 @@ include: "rules/common.smk"
 
 # Slot names from the composed config; {model} also matches "<slot>-sft".
 wildcard_constraints:
-    dataset="|".join(DATASETS) or "NONE",
+    dataset="|".join(dag.datasets) or "NONE",
     model="[^/]+",
-    prompt="|".join(PROMPTS) or "NONE",
+    prompt="|".join(dag.prompts) or "NONE",
     testset="[^/]+",
     method="[^/]+",
 
@@ -46,38 +47,20 @@ localrules:
     dataset_stats,
     score_alignment,
     score_token_level,
+    results_long,
     alignment_paper_tables,
     demux_method_row,
     analyze_traces,
     analyze_attention,
-    table4_second_never,
-    table_second_next,
-    table6_attention,
-    table7_label_order,
+    mechanism_table,
     render_table,
     report_inputs,
     write_explorer,
     compare_to_paper,
-    # one rule per entry of FIGURES (rules/common/figures.smk)
-    figure_fig1,
-    figure_fig2,
-    figure_fig3,
-    figure_fig4,
-    figure_fig5,
-    figure_fig6,
-    figure_fig7,
-    figure_fig8,
-    figure_fig9,
-    figure_fig10,
-    figure_fig11,
-    figure_fig12,
-    figure_fig13,
-    figure_fig14,
-    figure_fig15,
-    figure_fig16,
+    figure,
 
 
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        dag.final_outputs(),

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from multilabel_llm.engine.label_tokens import LabelTokens, detect_label_tokens
-from multilabel_llm.engine.loading import DTYPES, bundled_model_cfg, llama8b_random, load_model
+from multilabel_llm.engine.loading import DTYPES, bundled_model_cfg, load_model
+from multilabel_llm.engine.testing import llama8b_random
 from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len, reference_trace
 
 

@@ -1,13 +1,12 @@
 # Datasets: published files -> canonical table -> test-set id lists; Table 1 over all datasets;
 # the shared demo pool (the demo split minus every evaluated test set), read by every run.
-# Library: src/multilabel_llm/datasets/, testsets.py, dataset_stats.py.
-# Helper functions and target lists: rules/common/data.smk.
+# Library: src/multilabel_llm/datasets/, testsets.py, dataset_stats.py; paths: dag.data().
 
 
 rule prepare_dataset:
     input:
         # only files that exist: a missing one fails in the loader, naming its source
-        files=lambda wc: dataset_input_files(dataset_cfg(wc.dataset)),
+        files=dag.dataset_files,
     output:
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
@@ -18,7 +17,7 @@ rule prepare_dataset:
     resources:
         mem_mb=8000,
     params:
-        cfg=lambda wc: dataset_cfg(wc.dataset),
+        cfg=lambda wc: dag.dataset(wc.dataset),
     script:
         "../workflow/scripts/prepare_dataset.py"
 
@@ -27,7 +26,7 @@ rule build_testsets:
     input:
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
-        ids_file=lambda wc: testset_input_files(dataset_cfg(wc.dataset), wc.testset),
+        ids_file=dag.testset_files,
     output:
         ids=f"{RESULTS}/data/{{dataset}}/testsets/{{testset}}.txt",
     log:
@@ -35,7 +34,7 @@ rule build_testsets:
     conda:
         "../envs/analysis.yaml"
     params:
-        cfg=lambda wc: get_testset_cfg(dataset_cfg(wc.dataset), wc.testset),
+        cfg=dag.testset_cfg,
     script:
         "../workflow/scripts/build_testsets.py"
 
@@ -44,10 +43,7 @@ rule demo_pool:
     input:
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
-        ids=lambda wc: expand(
-            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
-            testset=pool_testsets(wc.dataset),
-        ),
+        ids=dag.evaluated_ids,
     output:
         f"{RESULTS}/data/{{dataset}}/demo_pool.txt",
     log:
@@ -55,17 +51,17 @@ rule demo_pool:
     conda:
         "../envs/analysis.yaml"
     params:
-        testsets=lambda wc: pool_testsets(wc.dataset),
-        demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
-        need=demo_shots_needed(),
+        testsets=lambda wc: dag.evaluated_testsets(wc.dataset),
+        demo_split=dag.demo_split,
+        need=dag.demo_shots_needed(),
     script:
         "../workflow/scripts/demo_pool.py"
 
 
 rule dataset_stats:
     input:
-        tables=expand(f"{RESULTS}/data/{{dataset}}/examples.parquet", dataset=DATASETS),
-        metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=DATASETS),
+        tables=[dag.data(d, "examples.parquet") for d in dag.datasets],
+        metas=[dag.data(d, "meta.json") for d in dag.datasets],
     output:
         csv=f"{RESULTS}/tables/table1_datasets.csv",
         md=f"{RESULTS}/tables/table1_datasets.md",

@@ -1,6 +1,7 @@
 # Demux (Chochlakis et al. 2023), the paper's "BERT" row: an encoder over (label names, text).
 # Library: src/multilabel_llm/demux.py. It does not depend on the LLM: trained and applied once
-# per dataset/test set, then copied under every (model, prompt) as the method row "demux".
+# per dataset/test set, then copied under every (model, prompt) as the distribution of each
+# method of kind `demux` (dag.methods_written_by).
 
 
 rule train_demux:
@@ -8,10 +9,7 @@ rule train_demux:
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
         # every evaluated test set: their ids are kept out of the dev set early stopping sees
-        exclude=lambda wc: expand(
-            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
-            testset=pool_testsets(wc.dataset),
-        ),
+        exclude=dag.evaluated_ids,
     output:
         model=f"{RESULTS}/demux/{{dataset}}/model.pt",
         log_csv=f"{RESULTS}/demux/{{dataset}}/train_log.csv",
@@ -23,11 +21,11 @@ rule train_demux:
         "../envs/training.yaml"
     threads: 2
     resources:
-        mem_mb=training_cfg()["demux"]["resources"]["mem_mb"],
-        runtime=training_cfg()["demux"]["resources"]["runtime"],
-        gpu=training_cfg()["demux"]["resources"]["gpu"],
+        mem_mb=dag.training["demux"]["resources"]["mem_mb"],
+        runtime=dag.training["demux"]["resources"]["runtime"],
+        gpu=dag.training["demux"]["resources"]["gpu"],
     params:
-        demux={k: v for k, v in training_cfg()["demux"].items() if k != "resources"},
+        demux={k: v for k, v in dag.training["demux"].items() if k != "resources"},
     script:
         "../workflow/scripts/train_demux.py"
 
@@ -45,7 +43,7 @@ rule demux_distribution:
     conda:
         "../envs/training.yaml"
     resources:
-        mem_mb=training_cfg()["demux"]["resources"]["mem_mb"],
+        mem_mb=dag.training["demux"]["resources"]["mem_mb"],
     script:
         "../workflow/scripts/demux_distributions.py"
 
@@ -54,9 +52,11 @@ rule demux_method_row:
     input:
         f"{RESULTS}/demux/{{dataset}}/{{testset}}/distribution.parquet",
     output:
-        f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/demux.parquet",
+        f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.parquet",
     log:
-        "logs/demux_method_row/{dataset}/{model}/{prompt}/{testset}.log",
+        "logs/demux_method_row/{dataset}/{model}/{prompt}/{testset}/{method}.log",
+    wildcard_constraints:
+        method=dag.methods_written_by("demux"),
     conda:
         "../envs/training.yaml"
     shell:

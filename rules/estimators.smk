@@ -1,14 +1,14 @@
 # Distribution methods (paper §5.2): traces / breakdown scores → id × label probabilities.
 # Library: src/multilabel_llm/estimators.py (+ bradley_terry.py, platt.py, marginalization.py).
-# The method config's `kind` decides the inputs; `external` methods (probes, demux) are
-# written by their own rules, so `estimate` only claims the kinds it computes; binary
-# breakdowns (`estimate_binary`) also write their answer-position bias.
-# Helper functions and target lists: rules/common/estimators.smk.
+# Every {method}.parquet under results/distributions/ has one writer, chosen by the method's
+# `kind` (multilabel_llm.studies.DISTRIBUTION_PRODUCERS): each writer constrains {method} to
+# dag.methods_written_by(<producer>): estimate, estimate_binary (which also writes the
+# answer-position bias), marginalize, probes (rules/probes.smk), demux (rules/demux.smk).
 
 
 rule estimate:
     input:
-        unpack(estimate_inputs),
+        unpack(dag.estimate_inputs),
     output:
         f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.parquet",
     log:
@@ -16,19 +16,19 @@ rule estimate:
     benchmark:
         "benchmarks/estimate/{dataset}/{model}/{prompt}/{testset}/{method}.tsv"
     wildcard_constraints:
-        method="|".join(ESTIMATED_METHODS) or "NONE",
+        method=dag.methods_written_by("estimate"),
     conda:
         "../envs/analysis.yaml"
     params:
-        kind=lambda wc: est_kind(wc.method),
-        settings=lambda wc: est_params(wc.method),
+        kind=lambda wc: dag.method_kind(wc.method),
+        settings=lambda wc: dag.method_settings(wc.method),
     script:
         "../workflow/scripts/estimate.py"
 
 
 rule estimate_binary:
     input:
-        unpack(estimate_inputs),
+        unpack(dag.estimate_inputs),
     output:
         dist=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.parquet",
         bias=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.position_bias.csv",
@@ -37,11 +37,11 @@ rule estimate_binary:
     benchmark:
         "benchmarks/estimate/{dataset}/{model}/{prompt}/{testset}/{method}.tsv"
     wildcard_constraints:
-        method="|".join(BINARY_METHODS) or "NONE",
+        method=dag.methods_written_by("estimate_binary"),
     conda:
         "../envs/analysis.yaml"
     params:
-        settings=lambda wc: est_params(wc.method),
+        settings=lambda wc: dag.method_settings(wc.method),
     script:
         "../workflow/scripts/estimate_binary.py"
 
@@ -49,7 +49,7 @@ rule estimate_binary:
 # Position bias of every binary-breakdown alignment cell, one row each (report table).
 rule binary_position_bias_table:
     input:
-        [binary_bias_file(c) for c in binary_bias_cells()],
+        dag.binary_bias_files(),
     output:
         f"{RESULTS}/tables/binary_position_bias.csv",
     log:
@@ -58,20 +58,14 @@ rule binary_position_bias_table:
         "../envs/analysis.yaml"
     params:
         table="binary_position_bias",
-        run_keys=binary_bias_cells(),
+        run_keys=dag.binary_bias_cells(),
     script:
         "../workflow/scripts/collect_table.py"
 
 
 rule marginalize:
     input:
-        unpack(lambda wc: model_files(wc.model)),
-        examples=f"{RESULTS}/data/{{dataset}}/examples.parquet",
-        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
-        ids=f"{RESULTS}/data/{{dataset}}/testsets/{{testset}}.txt",
-        demo_pool=f"{RESULTS}/data/{{dataset}}/demo_pool.txt",
-        # an -sft slot's adapter: marginalising it waits for train_sft
-        adapter=lambda wc: (model_cfg(wc.model).get("adapter") or "").format(**wc) or [],
+        unpack(dag.inference_inputs),
     output:
         # resume state (<method>.shards/, fingerprinted) sits beside it between runs
         dist=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.parquet",
@@ -81,20 +75,14 @@ rule marginalize:
     benchmark:
         "benchmarks/marginalize/{dataset}/{model}/{prompt}/{testset}/{method}.tsv"
     wildcard_constraints:
-        method="|".join(MARGINALIZED_METHODS) or "NONE",
+        method=dag.methods_written_by("marginalize"),
     conda:
         "../envs/inference.yaml"
-    threads: model_threads
+    threads: dag.model_threads
     resources:
-        mem_mb=lambda wc: model_resources(wc.model)["mem_mb"],
-        runtime=lambda wc: model_resources(wc.model)["runtime"],
-        gpu=lambda wc: model_resources(wc.model).get("gpu", 0),
-        gpu_model=lambda wc: model_resources(wc.model).get("gpu_model") or "",
+        **dag.model_resources(),
     params:
-        settings=lambda wc: est_params(wc.method),
-        model=lambda wc: model_params(wc.model),
-        prompt=lambda wc: prompt_cfg(wc.prompt),
-        demo_split=lambda wc: dataset_cfg(wc.dataset).get("demo_split", "train"),
-        loader=lambda wc: dataset_cfg(wc.dataset).get("loader"),
+        **dag.inference_params(),
+        settings=lambda wc: dag.method_settings(wc.method),
     script:
         "../workflow/scripts/marginalize.py"

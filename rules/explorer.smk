@@ -1,13 +1,12 @@
 # The example explorer (docs/explorer.md): one self-contained HTML page per traced run with
 # each example's text, human distribution, generated output, per-step label distribution
 # and every method's distribution with its NLL / L1 / example-F1; linked from the report.
-# Library: src/multilabel_llm/explorer.py. Needs rules/metrics.smk first.
-# Helper functions and target lists: rules/common/explorer.smk.
+# Library: src/multilabel_llm/explorer.py; pages: dag.explorer_pages().
 
 
 rule write_explorer:
     input:
-        unpack(explorer_inputs),
+        unpack(dag.explorer_inputs),
     output:
         html=report(
             f"{RESULTS}/explorer/{{dataset}}/{{model}}/{{prompt}}/{{testset}}.html",
@@ -25,11 +24,8 @@ rule write_explorer:
         run=lambda w: {k: w[k] for k in ("dataset", "model", "prompt", "testset")},
         methods=lambda w: [
             {k: m[k] for k in ("method", "model", "display_name")}
-            for m in explorer_methods(w)
+            for m in dag.explorer_methods(w)
         ],
-        metric={
-            "epsilon": align_cfg("epsilon", 1e-8),
-            "threshold": align_cfg("threshold", 0.5),
-        },
+        metric=dag.alignment_metric(),
     script:
         "../workflow/scripts/write_explorer.py"

@@ -1,25 +1,29 @@
-# Paper figures from the analysis CSVs, results/figures/{figure}.{png,pdf}: one rule per entry
-# of the FIGURES registry (rules/common/figures.smk), so adding a figure is one entry there,
-# its caption in workflow/report/ and its name in the Snakefile's localrules. Every figure is
-# drawn even when part of its data is not configured (a "no data for this setting" panel);
-# the caption says what was shown.
-# Needs rules/analyses.smk (analysis CSVs) and rules/metrics.smk (alignment tables) first.
+# Paper figures from the analysis CSVs, results/figures/{figure}.{png,pdf}: one rule over the
+# registry multilabel_llm.dag.FIGURES (plot kind, source, report subcategory, content), so
+# adding a figure is one entry there and its caption block in workflow/report/figures.rst.
+# Every figure is drawn even when part of its data is not configured (a "no data for this
+# setting" panel); the caption says what was shown.
 
 
-for _figure in FIGURES:
-
-    rule:
-        name:
-            f"figure_{_figure}"
-        input:
-            figure_inputs(_figure),
-        output:
-            **figure_outputs(_figure),
-        log:
-            f"logs/figures/{_figure}.log",
-        conda:
-            "../envs/analysis.yaml"
-        params:
-            **figure_params(_figure),
-        script:
-            "../workflow/scripts/plot_figure.py"
+rule figure:
+    input:
+        dag.figure_inputs,
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
+            caption="../workflow/report/figures.rst",
+            category=lambda wc: dag.figure_category(wc.figure),
+            subcategory=lambda wc: dag.figures[wc.figure][2],
+            labels=lambda wc: dag.figure_label(wc.figure),
+        ),
+        pdf=f"{RESULTS}/figures/{{figure}}.pdf",
+    log:
+        "logs/figures/{figure}.log",
+    wildcard_constraints:
+        figure="|".join(dag.figures),
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        **dag.figure_params(),
+    script:
+        "../workflow/scripts/plot_figure.py"

@@ -1,22 +1,13 @@
 # Distribution alignment (paper §5.1.2, Tables 2 and 5): every distribution of the experiment
-# scored against the human distribution, with seeded bootstrap CIs (docs/metrics.md).
-# Library: src/multilabel_llm/metrics.py, alignment_tables.py. Settings live under
-# `alignment:` in the config; every key has a default here.
-# Needs rules/estimators.smk first.
-# Helper functions and target lists: rules/common/metrics.smk.
+# scored against the human distribution, with seeded bootstrap CIs (docs/metrics.md); one
+# long-format table of every score, of which Tables 2/5 are a view.
+# Library: src/multilabel_llm/metrics.py, alignment_tables.py. Settings: config `alignment:`
+# (defaults: config/alignment/default.yaml).
 
 
 rule score_alignment:
     input:
-        examples=f"{RESULTS}/data/{{dataset}}/examples.parquet",
-        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
-        ids=lambda wc: expand(
-            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
-            testset=align_testsets(wc.dataset),
-        ),
-        dists=lambda wc: [
-            align_distribution(wc.dataset, run) for run in align_runs(wc.dataset)
-        ],
+        unpack(dag.scoring_inputs),
     output:
         csv=f"{RESULTS}/tables/alignment_{{dataset}}.csv",
         md=f"{RESULTS}/tables/alignment_{{dataset}}.md",
@@ -28,20 +19,14 @@ rule score_alignment:
     conda:
         "../envs/analysis.yaml"
     params:
-        runs=lambda wc: align_runs(wc.dataset),
-        testsets=lambda wc: align_testsets(wc.dataset),
-        methods=align_methods(),
-        display_name=lambda wc: align_dataset_display(wc.dataset),
-        metric={
-            "epsilon": align_cfg("epsilon", 1e-8),
-            "threshold": align_cfg("threshold", 0.5),
-        },
+        **dag.scoring_params(),
+        metric=dag.alignment_metric(),
         bootstrap={
-            "n": align_cfg("bootstrap_n", 1000),
-            "seed": align_cfg("bootstrap_seed", 0),
-            "alpha": align_cfg("bootstrap_alpha", 0.05),
+            "n": config["alignment"]["bootstrap_n"],
+            "seed": config["alignment"]["bootstrap_seed"],
+            "alpha": config["alignment"]["bootstrap_alpha"],
         },
-        digits=align_cfg("digits", 2),
+        digits=config["alignment"]["digits"],
     script:
         "../workflow/scripts/score_alignment.py"
 
@@ -51,15 +36,7 @@ rule score_alignment:
 # alignment.token_level_threshold is set (docs/metrics.md).
 rule score_token_level:
     input:
-        examples=f"{RESULTS}/data/{{dataset}}/examples.parquet",
-        meta=f"{RESULTS}/data/{{dataset}}/meta.json",
-        ids=lambda wc: expand(
-            f"{RESULTS}/data/{wc.dataset}/testsets/{{testset}}.txt",
-            testset=align_testsets(wc.dataset),
-        ),
-        dists=lambda wc: [
-            align_distribution(wc.dataset, run) for run in align_runs(wc.dataset)
-        ],
+        unpack(dag.scoring_inputs),
     output:
         csv=f"{RESULTS}/tables/token_level_{{dataset}}.csv",
         md=f"{RESULTS}/tables/token_level_{{dataset}}.md",
@@ -68,22 +45,33 @@ rule score_token_level:
     conda:
         "../envs/analysis.yaml"
     params:
-        runs=lambda wc: align_runs(wc.dataset),
-        testsets=lambda wc: align_testsets(wc.dataset),
-        methods=align_methods(),
-        display_name=lambda wc: align_dataset_display(wc.dataset),
-        threshold=align_cfg("token_level_threshold", 0.2),
-        digits=align_cfg("digits", 2),
+        **dag.scoring_params(),
+        threshold=config["alignment"]["token_level_threshold"],
+        digits=config["alignment"]["digits"],
     script:
         "../workflow/scripts/score_token_level.py"
 
 
+# Every score of the experiment in long format (dataset, model, prompt, testset, method,
+# metric, value, ci_low, ci_high): the table every report table is a view of.
+rule results_long:
+    input:
+        alignment=dag.alignment_tables(),
+        token_level=dag.token_level_tables(),
+    output:
+        f"{RESULTS}/tables/results_long.csv",
+    log:
+        "logs/results_long/results_long.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow/scripts/results_long.py"
+
+
 rule alignment_paper_tables:
     input:
-        alignment=expand(
-            f"{RESULTS}/tables/alignment_{{dataset}}.csv", dataset=align_datasets()
-        ),
-        metas=expand(f"{RESULTS}/data/{{dataset}}/meta.json", dataset=align_datasets()),
+        results=f"{RESULTS}/tables/results_long.csv",
+        metas=[dag.data(d, "meta.json") for d in dag.scored_datasets()],
     output:
         csv=f"{RESULTS}/tables/{{table}}.csv",
         md=f"{RESULTS}/tables/{{table}}.md",
@@ -95,11 +83,11 @@ rule alignment_paper_tables:
     conda:
         "../envs/analysis.yaml"
     params:
-        datasets=align_datasets(),
-        display_names={d: align_dataset_display(d) for d in align_datasets()},
-        spec=lambda wc: PAPER_ALIGNMENT_TABLES[wc.table],
-        methods=align_methods(),
-        title=lambda wc: PAPER_TABLE_TITLES[wc.table],
-        digits=align_cfg("digits", 2),
+        datasets=dag.scored_datasets(),
+        display_names={d: dag.dataset_display(d) for d in dag.scored_datasets()},
+        spec=lambda wc: dag.paper_alignment_tables[wc.table],
+        methods=dag.method_rows(),
+        title=lambda wc: dag.paper_table_title(wc.table),
+        digits=config["alignment"]["digits"],
     script:
         "../workflow/scripts/alignment_tables.py"

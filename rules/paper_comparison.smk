@@ -1,15 +1,13 @@
 # Side by side with the paper: every cell of the paper's Tables 1, 2, 4, 5, 6, 7 beside this
 # run's value, its bootstrap interval and whether the paper's value lies in it ("not run" where
 # the run did not produce the cell). Library: src/multilabel_llm/paper_reference.py; the
-# paper's numbers: data/paper_reference/. Needs rules/data.smk, rules/metrics.smk and
-# rules/analyses.smk first.
-# Helper functions and target lists: rules/common/paper_comparison.smk.
+# paper's numbers: data/paper_reference/ (found from the Snakefile's folder).
 
 
 rule compare_to_paper:
     input:
-        **paper_comparison_inputs(),
-        reference=PAPER_REFERENCE_FILES,
+        **dag.paper_comparison_inputs(),
+        reference=dag.paper_reference_files(),
     output:
         csv=f"{RESULTS}/tables/paper_comparison.csv",
         md=f"{RESULTS}/tables/paper_comparison.md",
@@ -24,9 +22,9 @@ rule compare_to_paper:
     conda:
         "../envs/analysis.yaml"
     params:
-        tables=list(paper_comparison_inputs()),
-        datasets=paper_comparison_datasets(),
-        models=paper_comparison_models(),
-        roles=PAPER_ALIGNMENT_TABLES,
+        tables=list(dag.paper_comparison_inputs()),
+        datasets=dag.paper_comparison_datasets(),
+        models=dag.paper_comparison_models(),
+        roles=dag.paper_alignment_tables,
     script:
         "../workflow/scripts/compare_to_paper.py"

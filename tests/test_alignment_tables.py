@@ -6,23 +6,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multilabel_llm.alignment_tables import (
+from multilabel_llm.alignment_scoring import (
     AlignmentEntry,
     BootstrapSettings,
-    DatasetColumn,
     MethodInfo,
+    alignment_table,
+    mark_untrained,
+    read_results_long,
+    results_long,
+)
+from multilabel_llm.alignment_tables import (
+    DatasetColumn,
     alignment_latex,
     alignment_markdown,
-    alignment_table,
     format_cell,
-    mark_untrained,
     paper_table,
+    paper_table_from_long,
     paper_table_latex,
     paper_table_markdown,
-    reference_distribution,
 )
 from multilabel_llm.datasets.canonical import CanonicalDataset
 from multilabel_llm.estimators import constant_distribution, distribution_frame
+from multilabel_llm.metrics import reference_distribution
 
 
 def make_dataset(name, labels, multilabel, gold, human):
@@ -268,6 +273,42 @@ def test_paper_table_marks_untrained_cells_and_keeps_numbers(tmp_path, files, co
     assert "untrained" in tex and r"\footnotesize" in tex
 
 
+def test_paper_table_from_long_table_equals_paper_table_from_alignment_csvs(
+    tmp_path, files, combined
+):
+    """Table 2/5 as a view of results_long.csv: the same CSV, Markdown and LaTeX as from the
+    wide per-dataset alignment CSVs (each read back from disk as the workflow does)."""
+    from multilabel_llm.alignment_scoring import results_long_from_files
+
+    rows = _supervised_rows(tmp_path, files, [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    rows["dataset"] = "m"
+    alignment = pd.concat([combined, rows[rows["method"] == "probes"]], ignore_index=True)
+    paths = []
+    for name, part in alignment.groupby("dataset", sort=False):
+        paths.append(tmp_path / f"alignment_{name}.csv")
+        part.to_csv(paths[-1], index=False)
+    long = results_long_from_files(paths, baseline="const")
+    assert set(long["metric"]) == {"nll", "l1", "example_f1", "micro_f1", "macro_f1"}
+    assert len(long) == 5 * len(alignment)
+    long.to_csv(tmp_path / "results_long.csv", index=False)
+    methods = list(METHODS.values())
+    wide = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    expected = paper_table(wide, DATASETS, methods, "llm", baseline="const")
+    got = paper_table_from_long(
+        read_results_long(tmp_path / "results_long.csv"), DATASETS, methods, "llm"
+    )
+    assert got.set_index("method").loc["probes", "m_status"] == "untrained"
+    assert got.attrs == expected.attrs
+    assert got.to_csv(index=False) == expected.to_csv(index=False)
+    assert paper_table_markdown(got, methods) == paper_table_markdown(expected, methods)
+    assert paper_table_latex(got, methods, caption="c") == paper_table_latex(
+        expected, methods, caption="c"
+    )
+    # the in-memory long table gives the same view
+    in_memory = results_long(wide, baseline="const")
+    assert paper_table_from_long(in_memory, DATASETS, methods, "llm").equals(got)
+
+
 # ---------------------------------------------------------------------------- the DAG
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -365,53 +406,42 @@ def write_fixture(root, name, labels, multilabel, seed):
     write_parquet(dist, distribution_frame(ids["main"], labels, probes))
 
 
-# A stand-in for rules/common.smk (which composes a Hydra experiment): the globals and helpers
-# rules/estimators.smk and rules/metrics.smk use, over the fixture above.
+# A stand-in for rules/common.smk (which composes a Hydra experiment): a hand-written config and
+# its grid (multilabel_llm.dag.WorkflowDag), which rules/estimators.smk and rules/metrics.smk read.
 SNAKEFILE = """
 import sys, yaml
 sys.path.insert(0, "{repo}/src")
-from pathlib import Path
+from multilabel_llm.dag import WorkflowDag
+from multilabel_llm.studies import resolve_studies
 TESTSET_NAMES = ["main", "calibration", "probe_train", "probe_eval"]
+def method(name):  # the method floor is interpolated from config/config.yaml by Hydra
+    text = open(f"{repo}/config/method/{{name}}.yaml").read()
+    return yaml.safe_load(text.replace("${{probability_floor}}", "1.0e-8"))
 config.update(dict(
-    methods={{m: yaml.safe_load(open(f"{repo}/config/method/{{m}}.yaml")) for m in {methods}}},
+    methods={{m: method(m) for m in {methods}}},
     roles={{"table2": "m"}},
-    alignment={{"bootstrap_n": 200}},
+    alignment=yaml.safe_load(open("{repo}/config/alignment/default.yaml")) | {{"bootstrap_n": 200}},
     datasets={{
-        d: {{"multilabel": d == "multi", "testsets": dict.fromkeys(TESTSET_NAMES, {{}})}}
+        d: {{
+            "name": d,
+            "display_name": d.title(),
+            "multilabel": d == "multi",
+            "testsets": dict.fromkeys(TESTSET_NAMES, {{}}),
+        }}
         for d in ("multi", "single")
     }},
     models={{"m": {{}}}},
     prompts={{"p": {{"hidden_states": True}}}},
     studies={{"alignment": {{"testsets": ["main"]}}}},
 ))
-from multilabel_llm.studies import resolve_studies
-STUDIES = resolve_studies(config)
-RESULTS = "results"
-DATASETS = ["multi", "single"]
-MODELS = ["m"]
-PROMPTS = ["p"]
-METHODS = list(config["methods"])
-TESTSETS = ["main"]
-def dataset_cfg(name):
-    return {{"name": name, "display_name": name.title(), **config["datasets"][name]}}
-def method_cfg(name):
-    return config["methods"][name]
-def model_cfg(name):
-    return {{}}
-def prompt_cfg(name):
-    return {{}}
-def model_resources(name):
-    return {{"mem_mb": 1000, "runtime": 10, "cpus_per_task": 1}}
-def model_params(name):
-    return {{}}
-def model_threads(wildcards):
-    return 1
-include: "{repo}/rules/common/estimators.smk"
-include: "{repo}/rules/common/metrics.smk"
+dag = WorkflowDag(config, resolve_studies(config))
+RESULTS = dag.results
 include: "{repo}/rules/estimators.smk"
 include: "{repo}/rules/metrics.smk"
 rule all:
-    input: ALIGNMENT_TARGETS, PAPER_TABLE_TARGETS
+    input:
+        [t for ext in ("csv", "md", "tex") for t in dag.alignment_tables(ext)],
+        [f"results/tables/table2.{{ext}}" for ext in ("csv", "md", "tex")],
 """
 
 

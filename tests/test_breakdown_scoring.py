@@ -167,7 +167,7 @@ def _label_traces(tok, labels):
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-prefix", "no-prefix"])
 def test_attention_pass_batched_equals_one_forward_per_example(shared):
-    from multilabel_llm.engine.attention import attention_summary
+    from multilabel_llm.engine.attention import label_step_attention
 
     model, tok = tiny()
     ds = toy_dataset()
@@ -178,8 +178,8 @@ def test_attention_pass_batched_equals_one_forward_per_example(shared):
         t.id: tok((head if shared else f"{k} ") + q + "\n").input_ids
         for k, (t, q) in enumerate(zip(traces, queries, strict=True))
     }
-    plain = attention_summary(model, tok, prompts, traces, ds.labels, "json", batched=False)
-    fast = attention_summary(model, tok, prompts, traces, ds.labels, "json", batch_size=2)
+    plain = label_step_attention(model, tok, prompts, traces, ds.labels, "json", batched=False)
+    fast = label_step_attention(model, tok, prompts, traces, ds.labels, "json", batch_size=2)
     assert len(plain) == 1 + 2 + 2  # every counted label after the first
     cols = ["id", "step", "label", "input_count", "label_count", "first_count"]
     pd.testing.assert_frame_equal(fast[cols], plain[cols])

@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = "results/traces/goemotions/smollm2/json10/main_test_set/traces.jsonl.gz"
+TRACES_META = TRACES.replace(".jsonl.gz", ".meta.json")  # the sidecar travels with it
 TRACE_LOG = "logs/extract_traces/goemotions/smollm2/json10/main_test_set.log"
 
 pytestmark = pytest.mark.slow
@@ -54,3 +55,4 @@ def test_second_workdir_takes_traces_from_the_output_cache(tmp_path):
     # Snakemake touches the job's log on a cache hit but the script never runs
     assert (second / TRACE_LOG).read_text() == "", "the model ran again instead of the cache"
     assert (second / TRACES).read_bytes() == (first / TRACES).read_bytes()
+    assert (second / TRACES_META).read_bytes() == (first / TRACES_META).read_bytes()

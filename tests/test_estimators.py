@@ -9,7 +9,7 @@ from scipy.special import expit, softmax
 
 from multilabel_llm.bradley_terry import BTSettings
 from multilabel_llm.estimators import (
-    EPSILON,
+    PROBABILITY_FLOOR,
     binary_breakdown,
     compare_to_none,
     constant_distribution,
@@ -80,7 +80,7 @@ def test_compare_to_none_with_scaler():
 
 def test_hard_predictions_by_hand():
     frame = hard_predictions(TRACES, IDS, LABELS, True)
-    eps = EPSILON
+    eps = PROBABILITY_FLOOR
     assert values(frame).tolist() == [[1 - eps, 1 - eps, eps], [eps, eps, eps], [eps, eps, eps]]
     single = hard_predictions([T1], ["t1"], LABELS, False, epsilon=0.01)
     assert values(single)[0] == pytest.approx([0.99, 0.01, 0.01])  # first label only
@@ -97,7 +97,7 @@ def test_max_over_generations_by_hand():
     assert values(frame)[2] == pytest.approx(softmax([0.0, 0.0, 1.0, 4.0])[:3])
     # the eps floor: a label that never has mass stays at eps
     t = make_trace("x", [[-1000.0, 0.0, 0.0, 0.0]], [(0, "b")], ["b"])
-    assert values(max_over_generations(META, [t], ["x"], LABELS, True))[0][0] == EPSILON
+    assert values(max_over_generations(META, [t], ["x"], LABELS, True))[0][0] == PROBABILITY_FLOOR
 
 
 def test_missing_trace_and_unknown_labels_raise():

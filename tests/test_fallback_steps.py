@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from multilabel_llm.analyses import counted_steps
-from multilabel_llm.engine.attention import attention_summary
+from multilabel_llm.engine.attention import label_step_attention
 from multilabel_llm.engine.label_tokens import detect_label_tokens
 from multilabel_llm.engine.testing import tiny_model
 from multilabel_llm.engine.tracing import RawTrace, StopRule, fallback_spans, finalize
@@ -82,7 +82,7 @@ def test_attention_rows_follow_the_counted_steps(tok):
     assert [s.label for s in traces[0].label_steps] == ["joy", "sadness", "joy"]
     assert [s.label for s in traces[1].label_steps] == ["sadness", "admiration", "joy"]
     prompts = {t.id: tok("Input: hello there\n").input_ids for t in traces}
-    frame = attention_summary(model, tok, prompts, traces, LABELS, "json")
+    frame = label_step_attention(model, tok, prompts, traces, LABELS, "json")
     # p: sadness only (the repeated joy is no step); u: joy only (admiration at the "ad" of
     # sadness is not named there). step stays 0-based: 1 is the second counted label (r = 2)
     assert frame[["id", "step", "label"]].values.tolist() == [
@@ -91,9 +91,9 @@ def test_attention_rows_follow_the_counted_steps(tok):
     ]
     assert frame["first_count"].tolist() == [1, 1]  # one label generated before
     # without the label list each trace's own step labels are the candidates: same steps
-    pd.testing.assert_frame_equal(frame, attention_summary(model, tok, prompts, traces))
+    pd.testing.assert_frame_equal(frame, label_step_attention(model, tok, prompts, traces))
     # the same numbers as on traces holding only their counted steps
     for trace in traces:
         trace.label_steps = list(counted_steps(trace, LABELS, "json").steps)
-    clean = attention_summary(model, tok, prompts, traces, LABELS, "json")
+    clean = label_step_attention(model, tok, prompts, traces, LABELS, "json")
     pd.testing.assert_frame_equal(frame, clean)

@@ -32,9 +32,9 @@ import torch
 import multilabel_llm.engine.run as run_mod
 import multilabel_llm.sft as sft
 from multilabel_llm.datasets.canonical import CanonicalDataset
-from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer, tiny_random_llama
+from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer
 from multilabel_llm.engine.run import extract_traces, marginalize
-from multilabel_llm.engine.testing import TOY_PROMPT_CFG, toy_dataset
+from multilabel_llm.engine.testing import TOY_PROMPT_CFG, tiny_random_llama, toy_dataset
 from multilabel_llm.engine.testing import tiny_model as tiny
 
 # short prompts (no demonstrations) keep each run to a fraction of a second
@@ -109,7 +109,8 @@ def _traces(ds, tok, inputs, out, on_shard=None):
 def _trace_result(out):
     with gzip.open(out / "traces.jsonl.gz", "rt") as f:
         lines = [json.loads(line) for line in f]
-    return [t["id"] for t in lines[1:]], lines
+    meta = json.loads((out / "traces.meta.json").read_text())  # the sidecar counts too
+    return [t["id"] for t in lines], [*lines, meta]
 
 
 def _marg(ds, tok, inputs, out, on_shard=None):

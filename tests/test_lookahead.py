@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from multilabel_llm.engine.label_tokens import LabelTokens, detect_label_tokens
-from multilabel_llm.engine.loading import tiny_random_llama
-from multilabel_llm.engine.testing import TOY_PROMPT_CFG, toy_dataset
+from multilabel_llm.engine.testing import TOY_PROMPT_CFG, tiny_random_llama, toy_dataset
 from multilabel_llm.engine.testing import tiny_model as tiny
 from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len, finalize
 from multilabel_llm.prompts import PromptBuilder, resolve_prompt

@@ -116,7 +116,7 @@ def test_stop_rule_and_no_shared_prefix(char_llama):
 
 
 def test_real_tokenizer_rows(tmp_path):
-    from multilabel_llm.engine.loading import tiny_random_llama
+    from multilabel_llm.engine.testing import tiny_random_llama
 
     model, tok = tiny_random_llama(seed=3)
     with torch.no_grad():

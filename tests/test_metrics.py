@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from multilabel_llm.metrics import (
-    EPSILON,
+    NLL_CLIP,
     MetricSettings,
     alignment_scores,
     bootstrap_ci,
@@ -21,7 +21,7 @@ from multilabel_llm.metrics import (
     score_examples,
 )
 
-NEG_LOG_EPS = -math.log(EPSILON)  # 18.420680...
+NEG_LOG_EPS = -math.log(NLL_CLIP)  # 18.420680...
 
 
 def test_multilabel_nll_is_per_label_bernoulli_cross_entropy():
@@ -41,7 +41,7 @@ def test_multilabel_nll_of_hard_labels_is_minus_log_likelihood_of_the_gold_set()
 def test_hard_prediction_nll_is_minus_log_eps_times_l1_as_in_table2():
     # Table 2's hard-prediction rows satisfy NLL = 18.42 * L1 (24.11 = 18.42 * 1.31);
     # this definition reproduces that identity exactly.
-    eps = EPSILON
+    eps = NLL_CLIP
     q = np.array([[1 - eps, eps, eps], [eps, 1 - eps, eps]])
     h = np.array([[1.0, 0.0, 0.5], [1 / 3, 2 / 3, 0.0]])
     nll = nll_per_example(q, h, True)
@@ -57,12 +57,12 @@ def test_single_label_nll_is_cross_entropy_with_human_distribution():
     assert nll_per_example(q, h, multilabel=False)[0] == pytest.approx(0.7742626, abs=1e-6)
 
 
-def test_nll_clips_at_epsilon():
+def test_nll_clips_at_nll_clip():
     assert nll_per_example([[0.0, 1.0]], [[1.0, 0.0]], False)[0] == pytest.approx(NEG_LOG_EPS)
     # multi-label: q = 1 for an absent label costs -log(eps) too
     assert nll_per_example([[1.0]], [[0.0]], True)[0] == pytest.approx(NEG_LOG_EPS, rel=1e-6)
-    # a custom epsilon
-    assert nll_per_example([[0.0]], [[1.0]], True, epsilon=1e-3)[0] == pytest.approx(
+    # a custom clip
+    assert nll_per_example([[0.0]], [[1.0]], True, nll_clip=1e-3)[0] == pytest.approx(
         -math.log(1e-3)
     )
 
@@ -79,7 +79,7 @@ def test_predicted_sets_thresholds_and_argmax():
     q = [[0.6, 0.5, 0.2], [0.1, 0.49, 0.0]]
     assert predicted_sets(q, True).tolist() == [[1, 1, 0], [0, 0, 0]]
     assert predicted_sets(q, True, threshold=0.55).tolist() == [[1, 0, 0], [0, 0, 0]]
-    single = [[0.2, 0.5, 0.3], [EPSILON, EPSILON, EPSILON], [0.5, 0.5, 0.0], [1 / 3] * 3]
+    single = [[0.2, 0.5, 0.3], [NLL_CLIP, NLL_CLIP, NLL_CLIP], [0.5, 0.5, 0.0], [1 / 3] * 3]
     # a unique argmax; a shared maximum (all-eps unparseable hard prediction, a tie, the
     # uniform distribution) predicts nothing
     assert predicted_sets(single, False).tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
@@ -145,8 +145,8 @@ def test_bad_inputs_raise_clear_errors():
         l1_per_example([[np.nan]], [[0.5]])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         l1_per_example([[1.5]], [[0.5]])
-    with pytest.raises(ValueError, match="epsilon"):
-        MetricSettings(epsilon=0.0)
+    with pytest.raises(ValueError, match="nll_clip"):
+        MetricSettings(nll_clip=0.0)
 
 
 def test_bootstrap_by_hand_and_seeded():

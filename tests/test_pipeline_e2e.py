@@ -42,7 +42,7 @@ def test_dry_run_lists_jobs_before_anything_ran(tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
     proc = snakemake(tmp_path, "-n", "--config", f"experiment={EXPERIMENT}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for rule in ("prepare_dataset", "extract_traces_hidden", "score_binary", "estimate", "all"):
+    for rule in ("prepare_dataset", "extract_traces_hidden", "score_breakdown", "estimate", "all"):
         assert rule in proc.stdout
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from multilabel_llm.engine import model_spec as ms
-from multilabel_llm.engine.attention import attention_summary
+from multilabel_llm.engine.attention import label_step_attention
 from multilabel_llm.engine.label_tokens import detect_label_tokens
 from multilabel_llm.engine.loading import input_device, load_model
 from multilabel_llm.engine.model_spec import (
@@ -193,7 +193,7 @@ def test_trace_engine_on_offloaded_model_equals_single_device(tiny_ckpt, tmp_pat
         for i, raw in enumerate(runs[0][:3])
     ]
     by_id = {f"q{i}": p for i, p in enumerate(prompts)}
-    frames = [attention_summary(m, tok, by_id, traces) for m in (plain, split)]
+    frames = [label_step_attention(m, tok, by_id, traces) for m in (plain, split)]
     assert len(frames[0]) == 6  # label steps 1 and 2 of three traces
     cols = ["input_mass", "label_mass", "first_mass"]
     np.testing.assert_allclose(frames[0][cols], frames[1][cols], atol=1e-5)

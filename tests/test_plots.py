@@ -320,3 +320,24 @@ def test_fig11_title_counts_impossible_cases():
     ax = plots.figure_second_position(positions).figure.axes[0]
     assert "never predicted: 2; impossible (none/generated): 5" in ax.get_title()
     assert [p.get_height() for p in ax.patches] == pytest.approx([100.0])
+
+
+def test_draw_figure_registry_draws_every_kind_from_empty_tables(tmp_path):
+    from multilabel_llm.plots import FIGURES, draw_figure
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    params = {
+        "run_keys": [{"dataset": "d", "model": "m"}],
+        "select": {},
+        "models": ["m"],
+        "datasets": ["d"],
+        "max_step": 2,
+        "model_info": {},
+    }
+    for kind in FIGURES:
+        png, pdf = tmp_path / f"{kind}.png", tmp_path / f"{kind}.pdf"
+        plot = draw_figure(kind, [empty], params, png, pdf)
+        assert png.stat().st_size > 0 and pdf.stat().st_size > 0 and plot.caption
+    with pytest.raises(ValueError, match="unknown figure 'fig99'"):
+        draw_figure("fig99", [empty], params, tmp_path / "x.png", tmp_path / "x.pdf")

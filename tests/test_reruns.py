@@ -102,7 +102,7 @@ def test_table_target_plans_only_its_ancestors(workdir):
             "build_testsets": 1,
             "demo_pool": 1,  # the dataset's shared demonstrations
             "extract_traces": 2,
-            "score_unary": 2,  # unary_breakdown needs the unary breakdown scores
+            "score_breakdown": 2,  # unary_breakdown needs the unary breakdown scores
             "estimate": 6,  # 2 models x 3 methods
             "score_alignment": 1,
         }
@@ -138,6 +138,6 @@ def test_prompt_change_reruns_inference_of_that_prompt_only(finished):
     jobs = planned(snakemake(finished, "-n", TABLE, config=change))
     assert rules_of(jobs)["extract_traces"] == 2
     # breakdown prompts have their own demos: a prompt variant does not rerun their scoring
-    assert "score_unary" not in rules_of(jobs)
+    assert "score_breakdown" not in rules_of(jobs)
     assert "prepare_dataset" not in rules_of(jobs)
     assert "build_testsets" not in rules_of(jobs)

@@ -74,6 +74,26 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path):
         assert ha["states"].shape == (10, tiny()[0].config.hidden_size)
 
 
+def test_shards_of_the_old_format_are_reused(tmp_path):
+    # shards written before the meta moved to a sidecar (first line {"meta": ...}) still count
+    ds = toy_dataset(n_queries=4)
+    ids = ds.split("dev")["id"].tolist()
+    _run(tmp_path, ds, ids)
+    want = _lines(tmp_path / "traces.jsonl.gz"), read_traces(tmp_path / "traces.jsonl.gz")[0]
+    for shard in sorted((tmp_path / "shards").glob("shard-*.jsonl.gz")):
+        sidecar = shard.with_name(shard.name.replace(".jsonl.gz", ".meta.json"))
+        head = json.dumps({"meta": json.loads(sidecar.read_text())})
+        with gzip.open(shard, "rt") as f:
+            body = f.read()
+        with gzip.open(shard, "wt") as f:
+            f.write(head + "\n" + body)
+        sidecar.unlink()
+    (tmp_path / "traces.jsonl.gz").unlink()
+    assert _run(tmp_path, ds, ids)["computed_shards"] == []
+    got = _lines(tmp_path / "traces.jsonl.gz"), read_traces(tmp_path / "traces.jsonl.gz")[0]
+    assert got == want
+
+
 def test_changed_settings_discard_stale_shards(tmp_path):
     ds = toy_dataset(n_queries=4)
     ids = ds.split("dev")["id"].tolist()
@@ -136,7 +156,7 @@ def test_shard_holding_other_ids_stops_the_merge(tmp_path):
 
 
 def _save_tiny(path, seed=0):
-    from multilabel_llm.engine.loading import tiny_random_llama
+    from multilabel_llm.engine.testing import tiny_random_llama
 
     model, tok = tiny_random_llama(tiny()[1], seed=seed)
     model.save_pretrained(path)
@@ -188,11 +208,9 @@ def test_changed_adapter_or_checkpoint_under_the_same_name_recomputes(tmp_path):
     moved, moved_lines = run(tmp_path / "ckpt_b")
     assert moved["computed_shards"] == [0, 1]
     # the recomputed traces are the new model's, not a copy of the old ones
-    steps = [
-        [t.get("step_logits") for t in lines[1:]] for lines in (plain, lora_lines, other_lines)
-    ]
+    steps = [[t.get("step_logits") for t in lines] for lines in (plain, lora_lines, other_lines)]
     assert steps[0] != steps[1] and steps[1] != steps[2]
-    assert [t.get("step_logits") for t in moved_lines[1:]] != steps[0]
+    assert [t.get("step_logits") for t in moved_lines] != steps[0]
     manifest = json.loads((tmp_path / "run" / "shards" / "manifest.json").read_text())
     assert set(manifest["components"]) >= {"model", "weights", "dtype", "ids", "shard_layout"}
 

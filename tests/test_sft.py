@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer, tiny_random_llama
-from multilabel_llm.engine.testing import TOY_PROMPT_CFG, toy_dataset
+from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer
+from multilabel_llm.engine.testing import TOY_PROMPT_CFG, tiny_random_llama, toy_dataset
 from multilabel_llm.sft import (
     IGNORE,
     add_lora,

@@ -32,7 +32,7 @@ STATE = Path(os.environ.get("MLLLM_SLURM_DIR", "/tmp/mlllm-slurm"))
 JOBCOMP = STATE / "jobcomp.log"
 TARGET = "results/tables/alignment_goemotions.csv"
 BIG = "smollm2-as-70b"  # the model slot declared as size class b70
-GPU_RULES = {"extract_traces", "extract_traces_hidden", "score_unary", "score_binary"}
+GPU_RULES = {"extract_traces", "extract_traces_hidden", "score_breakdown"}
 KILLED_TRACES = f"results/traces/goemotions/{BIG}/json10/main_test_set"
 
 
@@ -206,7 +206,7 @@ def test_tiny_dag_runs_through_slurm_with_routing_and_retry(cluster, workdir):
     local |= snakefile_localrules()
     planned = {(rule, wc) for rule, wc in planned if rule not in local}
     rules = {r for r, _ in planned}
-    assert {"extract_traces", "score_unary", "estimate"} <= rules
+    assert {"extract_traces", "score_breakdown", "estimate"} <= rules
     assert {"all", "score_alignment", "build_testsets"} <= local
     assert (("extract_traces", f"goemotions_{BIG}_json10_main_test_set")) in planned
 
@@ -303,4 +303,4 @@ def test_parse_jobcomp(tmp_path):
 def test_snakefile_localrules_are_read_from_the_workflow():
     local = snakefile_localrules()
     assert {"all", "render_table", "score_alignment", "demo_pool"} <= local
-    assert not local & {"extract_traces", "score_unary", "estimate", "train_sft"}
+    assert not local & {"extract_traces", "score_breakdown", "estimate", "train_sft"}

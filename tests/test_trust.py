@@ -190,6 +190,17 @@ def test_atomic_outputs_respect_the_umask(tmp_path, mask, file_mode, dir_mode):
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == dir_mode
 
 
+def test_atomic_dir_replaces_or_keeps_what_is_there(tmp_path):
+    target = tmp_path / "d"
+    for keep, want in ((True, "old"), (False, "new")):
+        target.mkdir(exist_ok=True)
+        (target / "f").write_text("old")
+        with io.atomic_dir(target, keep_existing=keep) as tmp:
+            (tmp / "f").write_text("new")
+        assert (target / "f").read_text() == want
+        assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temp dir left behind
+
+
 def test_disk_full_names_the_output(tmp_path):
     def full(tmp):
         raise OSError(errno.ENOSPC, "No space left on device")

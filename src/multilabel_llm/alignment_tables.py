@@ -1,236 +1,44 @@
-"""Alignment tables: score distribution files against the human distribution, with
-bootstrap CIs, and lay them out as the paper's Tables 2 and 5 (CSV, Markdown, LaTeX).
+"""Alignment tables rendered: the per-dataset alignment pages and the paper's Tables 2 and 5
+(CSV, Markdown, LaTeX). Scoring lives in :mod:`multilabel_llm.alignment_scoring`.
 
-Two products:
-* :func:`alignment_table` — one row per (model, prompt, testset, method) on one dataset,
-  every metric of ``metrics.METRICS`` as ``mean, ci_low, ci_high``.
-* :func:`paper_table` — the paper's layout for one model: rows are methods (grouped
+* :func:`alignment_markdown` / :func:`alignment_latex` — an :func:`alignment_table` frame as
+  one row per (model, prompt, testset, method), every metric as ``mean [ci_low, ci_high]``.
+* :func:`paper_table_from_long` — the paper's layout for one model as a view of the long
+  results table (:func:`alignment_scoring.results_long`): rows are methods (grouped
   baseline / test-time / supervised, plus the reference rows), columns are datasets
   (single-label first) × (NLL, L1, F1 = example-F1). A method that does not apply to a
-  dataset type reads ``N/A``; a method with no distribution file reads ``—``.
-Method rows take their names from the method config (``display_name``, ``group``,
-``order``, ``applies_to``), so any distribution file (probes, Demux, SFT) becomes a row.
-
-A supervised row that did not learn is marked *untrained* (:func:`mark_untrained`) instead of
-printing numbers that look like results: when it beats the constant baseline on none of the
-table's metrics, when its output is the same for every test example, or when its training
-said so (a ``note`` column in its distribution file, e.g. a degenerate probe). The numbers
-stay in the CSV; the Markdown/LaTeX cells read ``untrained`` with the reason under the table.
+  dataset type reads ``N/A``; a method with no distribution file reads ``—``; a supervised
+  row that did not learn (:func:`alignment_scoring.mark_untrained`) reads ``untrained``
+  with the reason under the table, its numbers kept in the CSV.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .datasets.canonical import CanonicalDataset
-from .estimators import align_to_ids, validate_distribution
-from .metrics import LOWER_IS_BETTER, METRICS, MetricSettings, bootstrap_ci, score_examples
+from .alignment_scoring import (
+    BASELINE,
+    METRIC_TITLES,
+    PAPER_METRICS,
+    MethodInfo,
+    results_long,
+)
+from .metrics import LOWER_IS_BETTER, METRICS, TOKEN_LEVEL_METRICS
 
-GROUP_ORDER = ("baseline", "test_time", "supervised", "reference")
 GROUP_TITLES = {
     "baseline": "Baseline",
     "test_time": "Test-Time",
     "supervised": "Supervised",
     "reference": "Reference",
 }
-METRIC_TITLES = {
-    "nll": "NLL ↓",
-    "l1": "L1 ↓",
-    "example_f1": "F1 ↑",
-    "micro_f1": "Micro-F1 ↑",
-    "macro_f1": "Macro-F1 ↑",
-}
-PAPER_METRICS = ("nll", "l1", "example_f1")
 NOT_APPLICABLE = "N/A"
 MISSING = "—"
 UNTRAINED = "untrained"
-BASELINE = "constant"  # the method slot supervised rows must beat (config/method/constant.yaml)
-CONSTANT_SPREAD = 1e-6  # output std (max over labels) below this: the same answer everywhere
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    name: str
-    display_name: str
-    group: str = "test_time"
-    order: int = 100
-    applies_to: tuple[str, ...] = ("multilabel", "single_label")
-
-    @classmethod
-    def from_cfg(cls, name: str, cfg: Mapping | None) -> MethodInfo:
-        cfg = dict(cfg or {})
-        group = cfg.get("group", "test_time")
-        if group not in GROUP_ORDER:
-            raise ValueError(f"method {name!r}: group {group!r} not in {list(GROUP_ORDER)}")
-        return cls(
-            name=name,
-            display_name=str(cfg.get("display_name", name)),
-            group=group,
-            order=int(cfg.get("order", 100)),
-            applies_to=tuple(cfg.get("applies_to", ("multilabel", "single_label"))),
-        )
-
-    def applies(self, multilabel: bool) -> bool:
-        return ("multilabel" if multilabel else "single_label") in self.applies_to
-
-    def sort_key(self):
-        return (GROUP_ORDER.index(self.group), self.order, self.display_name)
-
-
-@dataclass
-class BootstrapSettings:
-    n: int = 1000
-    seed: int = 0
-    alpha: float = 0.05
-
-
-@dataclass
-class AlignmentEntry:
-    """One distribution file to score: where it is and which slots produced it."""
-
-    model: str
-    prompt: str
-    testset: str
-    method: str
-    path: str
-    extra: dict = field(default_factory=dict)
-
-
-def reference_distribution(dataset: CanonicalDataset, ids: Sequence[str]):
-    """``(h, gold, n_gold_fallback)`` for ``ids``: the human distribution of eq. 1, with the
-    aggregate 0/1 labels standing in for examples without annotators (NaN rows)."""
-    h = np.array(dataset.human_distribution(ids).to_numpy(dtype=float))  # writable copy
-    gold = dataset.gold_matrix(ids).to_numpy(dtype=float)
-    nan_rows = np.isnan(h).any(axis=1)
-    h[nan_rows] = gold[nan_rows]
-    return h, gold, int(nan_rows.sum())
-
-
-def score_distribution(
-    frame: pd.DataFrame,
-    dataset: CanonicalDataset,
-    ids: Sequence[str],
-    settings: MetricSettings | None = None,
-    bootstrap: BootstrapSettings | None = None,
-    source: str = "distribution",
-) -> dict:
-    """Metrics with CIs of one distribution frame on the test-set ``ids``."""
-    bootstrap = bootstrap or BootstrapSettings()
-    ids = [str(i) for i in ids]
-    validate_distribution(frame, dataset.labels, True, source)  # range/columns; sums below
-    q = align_to_ids(frame, ids, dataset.labels, source)
-    h, gold, n_fallback = reference_distribution(dataset, ids)
-    notes = frame["note"].dropna().astype(str).unique().tolist() if "note" in frame else []
-    scores = score_examples(q, h, gold, dataset.multilabel, settings, ids)
-    cis = bootstrap_ci(scores, bootstrap.n, bootstrap.seed, bootstrap.alpha)
-    row = {
-        "n_examples": len(ids),
-        "reference": "human"
-        if n_fallback == 0
-        else ("gold" if n_fallback == len(ids) else "mixed"),
-        # how much the output varies across examples (0: one answer for every example)
-        "output_spread": float(q.std(axis=0).max()) if len(q) else 0.0,
-        "note": "; ".join(n for n in notes if n),  # what the method's training reported
-    }
-    for metric, (mean, lo, hi) in cis.items():
-        row[metric] = mean
-        row[f"{metric}_ci_low"] = lo
-        row[f"{metric}_ci_high"] = hi
-    return row
-
-
-def alignment_table(
-    entries: Sequence[AlignmentEntry],
-    dataset: CanonicalDataset,
-    testset_ids: Mapping[str, Sequence[str]],
-    methods: Mapping[str, MethodInfo],
-    dataset_name: str | None = None,
-    settings: MetricSettings | None = None,
-    bootstrap: BootstrapSettings | None = None,
-    progress=None,
-) -> pd.DataFrame:
-    """One row per entry, sorted by model, prompt, testset and method order."""
-    rows = []
-    iterator = progress(entries) if progress is not None else entries
-    for entry in iterator:
-        info = methods.get(entry.method) or MethodInfo(entry.method, entry.method)
-        if entry.testset not in testset_ids:
-            raise ValueError(f"{entry.path}: no id list for test set {entry.testset!r}")
-        frame = pd.read_parquet(entry.path)
-        row = {
-            "dataset": dataset_name or dataset.name,
-            "model": entry.model,
-            "prompt": entry.prompt,
-            "testset": entry.testset,
-            "method": entry.method,
-            "display_name": info.display_name,
-            "group": info.group,
-            "order": info.order,
-            "multilabel": bool(dataset.multilabel),
-            "applicable": info.applies(dataset.multilabel),
-        }
-        row.update(
-            score_distribution(
-                frame, dataset, testset_ids[entry.testset], settings, bootstrap, entry.path
-            )
-        )
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["_g"] = frame["group"].map(GROUP_ORDER.index)
-    frame = frame.sort_values(["model", "prompt", "testset", "_g", "order", "display_name"])
-    return mark_untrained(frame.drop(columns="_g").reset_index(drop=True))
-
-
-def mark_untrained(
-    frame: pd.DataFrame, baseline: str = BASELINE, metrics: Sequence[str] = PAPER_METRICS
-) -> pd.DataFrame:
-    """Add ``untrained`` (bool) and ``untrained_reason`` to the supervised rows of an alignment
-    frame; other rows get False and "".
-
-    A supervised row is untrained when its training reported so (``note``), when its output
-    is the same for every example (``output_spread``), or when it beats the ``baseline``
-    method's row of the same dataset/model/prompt/test set on none of ``metrics`` (means;
-    ties do not beat). Without a baseline row only the first two apply.
-    """
-    frame = frame.copy()
-    frame["untrained"] = False
-    frame["untrained_reason"] = ""
-    if frame.empty:
-        return frame
-    keys = [k for k in ("dataset", "model", "prompt", "testset") if k in frame.columns]
-    base = frame[frame["method"] == baseline].drop_duplicates(keys).set_index(keys)
-    for pos, rec in enumerate(frame.to_dict("records")):
-        if rec.get("group") != "supervised":
-            continue
-        reasons = []
-        note = rec.get("note")
-        if isinstance(note, str) and note:
-            reasons.append(note)
-        spread = rec.get("output_spread")
-        if spread is not None and not pd.isna(spread) and spread < CONSTANT_SPREAD:
-            reasons.append(f"the same output for all {rec.get('n_examples', '?')} examples")
-        key = tuple(rec[k] for k in keys)
-        if key in base.index:
-            ref = base.loc[key]
-            beats = [
-                m for m in metrics if (rec[m] < ref[m] if LOWER_IS_BETTER[m] else rec[m] > ref[m])
-            ]
-            if not beats:
-                shown = ", ".join(
-                    f"{METRIC_TITLES[m].split()[0]} {rec[m]:.2f} vs {ref[m]:.2f}" for m in metrics
-                )
-                reasons.append(f"beats {ref['display_name']} on no metric ({shown})")
-        if reasons:
-            frame.iloc[pos, frame.columns.get_loc("untrained")] = True
-            frame.iloc[pos, frame.columns.get_loc("untrained_reason")] = "; ".join(reasons)
-    return frame
 
 
 def untrained_notes(rows: Sequence[tuple[str, str]]) -> list[str]:
@@ -376,33 +184,37 @@ class DatasetColumn:
     multilabel: bool
 
 
-def paper_table(
-    alignment: pd.DataFrame,
-    datasets: Sequence[DatasetColumn],
-    methods: Sequence[MethodInfo],
-    model: str,
-    prompt: str | None = None,
-    testset: str | None = None,
-    metrics: Sequence[str] = PAPER_METRICS,
-    baseline: str = BASELINE,
-) -> pd.DataFrame:
-    """Long-to-wide: one row per method, per (dataset, metric) ``mean/ci_low/ci_high`` plus a
-    ``{dataset}_status`` column (``ok``, ``not_applicable``, ``missing`` or ``untrained``;
-    spelled out because CSV readers turn "N/A" into NaN) and ``{dataset}_note`` (why a row is
-    untrained: :func:`mark_untrained` against the ``baseline`` method on ``metrics``; the
-    numbers are kept).
-
-    ``alignment`` is the concatenation of the per-dataset alignment tables; when a model has
-    several prompts or test sets, ``prompt``/``testset`` pick one (the first otherwise).
-    """
-    sel = alignment[alignment["model"] == model] if not alignment.empty else alignment
+def _select_run(results: pd.DataFrame, model: str, prompt: str | None, testset: str | None):
+    """Rows of ``model`` with ``prompt``/``testset`` (the first of each when None)."""
+    sel = results[results["model"] == model] if not results.empty else results
     if prompt is None and not sel.empty:
         prompt = sorted(sel["prompt"].unique())[0]
     if testset is None and not sel.empty:
         testset = sorted(sel["testset"].unique())[0]
     if not sel.empty:
         sel = sel[(sel["prompt"] == prompt) & (sel["testset"] == testset)]
-        sel = mark_untrained(sel, baseline, metrics)
+    return sel, prompt, testset
+
+
+def paper_table_from_long(
+    results: pd.DataFrame,
+    datasets: Sequence[DatasetColumn],
+    methods: Sequence[MethodInfo],
+    model: str,
+    prompt: str | None = None,
+    testset: str | None = None,
+    metrics: Sequence[str] = PAPER_METRICS,
+) -> pd.DataFrame:
+    """The paper layout as a view of the long results table (``alignment_scoring.
+    results_long``): one row per method, per (dataset, metric) ``mean/ci_low/ci_high`` plus a
+    ``{dataset}_status`` column (``ok``, ``not_applicable``, ``missing`` or ``untrained``;
+    spelled out because CSV readers turn "N/A" into NaN) and ``{dataset}_note`` (the
+    ``untrained_reason`` of an untrained run; its numbers are kept).
+
+    When a model has several prompts or test sets, ``prompt``/``testset`` pick one (the first
+    otherwise).
+    """
+    sel, prompt, testset = _select_run(results, model, prompt, testset)
     datasets = sorted(datasets, key=lambda d: d.multilabel)  # single-label first, stable
     rows = []
     for info in sorted(methods, key=MethodInfo.sort_key):
@@ -422,14 +234,19 @@ def paper_table(
                 status = "not_applicable"
             elif hit.empty:
                 status = "missing"
-            elif bool(hit.iloc[0]["untrained"]):
+            elif hit.iloc[0]["untrained_reason"]:
                 status, note = "untrained", str(hit.iloc[0]["untrained_reason"])
             row[f"{ds.name}_status"] = status
             row[f"{ds.name}_note"] = note
             scored = status in ("ok", "untrained")
             for m in metrics:
-                for suffix in ("", "_ci_low", "_ci_high"):
-                    value = float(hit.iloc[0][f"{m}{suffix}"]) if scored else float("nan")
+                found = hit[hit["metric"] == m].iloc[0] if scored else None
+                for suffix, column in (
+                    ("", "value"),
+                    ("_ci_low", "ci_low"),
+                    ("_ci_high", "ci_high"),
+                ):
+                    value = float(found[column]) if scored else float("nan")
                     row[f"{ds.name}_{m}{suffix}"] = value
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -441,6 +258,23 @@ def paper_table(
         metrics=list(metrics),
     )
     return table
+
+
+def paper_table(
+    alignment: pd.DataFrame,
+    datasets: Sequence[DatasetColumn],
+    methods: Sequence[MethodInfo],
+    model: str,
+    prompt: str | None = None,
+    testset: str | None = None,
+    metrics: Sequence[str] = PAPER_METRICS,
+    baseline: str = BASELINE,
+) -> pd.DataFrame:
+    """:func:`paper_table_from_long` of stacked per-dataset alignment tables (wide rows),
+    the untrained marks taken afresh against the ``baseline`` method on ``metrics``."""
+    sel, prompt, testset = _select_run(alignment, model, prompt, testset)
+    results = results_long(sel, baseline=baseline, untrained_metrics=metrics)
+    return paper_table_from_long(results, datasets, methods, model, prompt, testset, metrics)
 
 
 def _best_rows(
@@ -588,3 +422,45 @@ def paper_table_latex(
         lines.append(r"\label{" + label + "}")
     lines.append(r"\end{table*}")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+def alignment_page_markdown(table: pd.DataFrame, display_name: str, digits: int = 2) -> str:
+    """The Markdown page of one dataset's alignment table."""
+    return (
+        f"# Distribution alignment: {display_name}\n\n"
+        + "Mean [95% bootstrap CI]; rows in parentheses are N/A in the paper.\n\n"
+        + alignment_markdown(table, digits=digits)
+    )
+
+
+def token_level_markdown(
+    table: pd.DataFrame, display_name: str, threshold: float, digits: int = 2
+) -> str:
+    """The Markdown page of one dataset's token-level table (``alignment_scoring.
+    token_level_table``)."""
+    header = ["Model", "Test set", "Method", "n", *TOKEN_LEVEL_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rec in table.to_dict("records"):
+        cells = [rec["model"], rec["testset"], rec["display_name"], str(rec["n_examples"])]
+        cells += [f"{rec[m]:.{digits}f}" for m in TOKEN_LEVEL_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (
+        f"# Token-level metrics (Praharaj & Kasundra 2025): {display_name}\n\n"
+        f"Against the aggregate labels; micro-F1 and Hamming loss at q >= {threshold}.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def paper_table_caption(title: str, table: pd.DataFrame) -> str:
+    """The caption of a paper table: its run and how to read its cells."""
+    where = f"model {table.attrs['model']}, prompt {table.attrs['prompt']}, test set "
+    where += f"{table.attrs['testset']}"
+    return (
+        f"{title}: {where}. Mean [95% bootstrap CI] against the human distribution; "
+        "F1 is example-F1. N/A: not applicable to single-label datasets; —: not run; "
+        "untrained: a supervised method that learned nothing usable (reasons under the table)."
+    )

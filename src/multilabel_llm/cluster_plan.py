@@ -710,10 +710,18 @@ def work_none(ctx: PlanContext, job: PlannedJob) -> Work | None:
     return Work()
 
 
+def work_score_breakdown(ctx: PlanContext, job: PlannedJob) -> Work | None:
+    """Rule score_breakdown: its {kind} wildcard (binary_reversed asks the same pairs)."""
+    kind = "unary" if job.wildcards.get("kind") == "unary" else "binary"
+    return work_breakdown(kind)(ctx, job)
+
+
 WORK = {
     "extract_traces": work_traces,
     "extract_traces_hidden": work_traces,
     "extract_attention": work_attention,
+    "score_breakdown": work_score_breakdown,
+    # the rule names before score_breakdown (plans of older checkouts)
     "score_unary": work_breakdown("unary"),
     "score_binary": work_breakdown("binary"),
     "score_binary_reversed": work_breakdown("binary"),

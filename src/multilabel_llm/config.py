@@ -31,17 +31,36 @@ GROUP_SCHEMAS = {
 RENAMED_SIZE_CLASSES = {"1b": "b1", "8b": "b8", "70b": "b70"}
 
 
+# Config keys that were renamed: an old key (in an experiment file, an override or a nested
+# --config mapping) gets a message naming the new one instead of a bare "unknown key".
+RENAMED_KEYS = {
+    # the NLL clip of the alignment metrics; the methods' floor is `probability_floor`
+    "alignment.epsilon": "alignment.nll_clip",
+}
+
+
 class ConfigError(ValueError):
     """A config value or key that the pipeline cannot run with."""
 
 
-def _renamed_class_hint(overrides: list[str]) -> str:
-    """A hint for overrides that address a size class by its old name, else ''."""
+def _override_key(override: str) -> str:
+    """The dotted key an override addresses: ``+a.b=1`` / ``~a.b`` / ``a.b=1`` -> ``a.b``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _renamed_hint(overrides: list[str]) -> str:
+    """A hint for overrides that address a size class or a key by its old name, else ''."""
     hints = [
         f"size class {old!r} was renamed to {new!r} ({override!r})"
         for override in overrides
         for old, new in RENAMED_SIZE_CLASSES.items()
         if f"size_classes.{old}." in override.split("=", 1)[0] + "."
+    ]
+    hints += [
+        f"config key {old!r} was renamed to {new!r} ({override!r})"
+        for override in overrides
+        for old, new in RENAMED_KEYS.items()
+        if _override_key(override) == old
     ]
     return ("\n" + "\n".join(hints)) if hints else ""
 
@@ -99,8 +118,15 @@ def _overrides_from(items: dict[str, Any]) -> list[str]:
     return overrides
 
 
-def compose(experiment: str, overrides: list[str] | None = None, config_dir: Path = CONFIG_DIR):
-    """Compose ``config/config.yaml`` with ``experiment=NAME`` plus Hydra overrides."""
+def compose(
+    experiment: str | None = None,
+    overrides: list[str] | None = None,
+    config_dir: Path = CONFIG_DIR,
+):
+    """Compose ``config/config.yaml`` with ``experiment=NAME`` plus Hydra overrides.
+
+    Without ``experiment`` the root defaults list's ``experiment:`` entry decides (the one
+    place the default experiment is set)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -108,21 +134,24 @@ def compose(experiment: str, overrides: list[str] | None = None, config_dir: Pat
     from omegaconf.errors import OmegaConfBaseException
 
     experiments = group_options("experiment", config_dir)
-    if experiment not in experiments:
+    if experiment is not None and experiment not in experiments:
         raise ConfigError(
             f"config key 'experiment': unknown value {experiment!r}; "
             f"allowed values: {experiments} (files in {config_dir / 'experiment'})"
         )
     overrides = list(overrides or [])
+    chosen = [] if experiment is None else [f"experiment={experiment}"]
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = hydra_compose("config", overrides=[f"experiment={experiment}", *overrides])
+            cfg = hydra_compose("config", overrides=[*chosen, *overrides])
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
         # a YAML mistake in a config file names its file and line (yaml's own message)
+        # a renamed key or class first: Hydra's own advice (append with +key) would not help
+        hint = _renamed_hint(overrides)
         raise ConfigError(
-            f"composing experiment {experiment!r} with {overrides}: {err}"
-            + _renamed_class_hint(overrides)
+            (hint.strip() + "\n" if hint else "")
+            + f"composing experiment {experiment!r} with {overrides}: {err}"
         ) from None
 
 
@@ -199,10 +228,27 @@ def _cross_checks(cfg: dict) -> list[str]:
                 f"allowed values: {sorted(classes)}"
             )
     problems += _model_spec_checks(cfg)
+    problems += _renamed_key_checks(cfg)
+    from .studies import method_contract_problems
+
+    problems += method_contract_problems(cfg)
     for group in ("datasets", "models", "prompts", "methods"):
         for slot in cfg.get(group) or {}:
             if "/" in slot or "_" == slot[:1]:
                 problems.append(f"config key '{group}.{slot}': slot names become path parts")
+    return problems
+
+
+def _renamed_key_checks(cfg: dict) -> list[str]:
+    """An old key that reached the composed config (an experiment file, a ``+key=`` override)."""
+    problems = []
+    for old, new in RENAMED_KEYS.items():
+        parent, _, leaf = old.rpartition(".")
+        node = cfg
+        for part in parent.split(".") if parent else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            problems.append(f"config key {old!r} was renamed to {new!r}; set {new} instead")
     return problems
 
 
@@ -224,9 +270,14 @@ def _model_spec_checks(cfg: dict) -> list[str]:
 
 
 def load_config(snakemake_config: dict | None = None, config_dir: Path = CONFIG_DIR) -> dict:
-    """Compose from Snakemake's ``--config`` dict (``experiment`` + overrides) and validate."""
+    """Compose from Snakemake's ``--config`` dict (``experiment`` + overrides) and validate.
+
+    Without ``experiment`` the default of config/config.yaml's defaults list is used. The
+    result always holds ``alignment`` and ``analyses`` with every key (config/alignment/,
+    config/analyses/ defaults, overridden by the experiment and the overrides)."""
     items = dict(snakemake_config or {})
-    experiment = str(items.pop("experiment", "demo"))
+    experiment = items.pop("experiment", None)
+    experiment = None if experiment is None else str(experiment)
     cfg = compose(experiment, _overrides_from(items), config_dir)
     validate(cfg)
     return cfg

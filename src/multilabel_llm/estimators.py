@@ -46,12 +46,16 @@ from .bradley_terry import (
     fit_bradley_terry_position,
     hard_outcomes,
 )
+from .metrics import reference_distribution
 from .platt import PlattScaler, PlattSettings, fit_platt, fit_temperature
 from .traces import Trace, TraceMeta
 
 log = logging.getLogger(__name__)
 
-EPSILON = 1e-8
+# The probability floor of hard_predictions / max_over_generations when a method's params give
+# no ``epsilon``: the library mirror of config/method/*.yaml (the workflow always passes it).
+# A separate knob from the NLL clip (``metrics.NLL_CLIP``, config ``alignment.nll_clip``).
+PROBABILITY_FLOOR = 1e-8
 TRACE_KINDS = (
     "compare_to_none",
     "compare_to_none_platt",
@@ -234,12 +238,45 @@ def fit_compare_to_none_platt(
     return fit_temperature(feats, human, settings)
 
 
+def fit_platt_on_calibration(
+    dataset,
+    calibration_ids: Sequence[str],
+    calibration_traces: tuple[TraceMeta, list[Trace]],
+    scored_ids: Sequence[str],
+    settings: PlattSettings | None = None,
+    source: str = "calibration traces",
+    scored_source: str = "",
+) -> PlattScaler:
+    """The compare-to-none scaler of ``compare_to_none_platt``, fitted to the human
+    distribution of ``dataset`` (a ``CanonicalDataset``) on a held-out calibration set; raises
+    when that set shares ids with the scored set ``scored_ids`` (read from ``scored_source``)."""
+    overlap = set(calibration_ids) & set(scored_ids)
+    if overlap:
+        raise ValueError(
+            f"{source}: the calibration set shares {len(overlap)} ids with the scored set "
+            f"{scored_source}, e.g. {sorted(overlap)[:3]}; Platt scaling needs held-out data"
+        )
+    human, _, n_gold = reference_distribution(dataset, calibration_ids)
+    meta, traces = calibration_traces
+    labels, multilabel = list(dataset.labels), bool(dataset.multilabel)
+    scaler = fit_compare_to_none_platt(
+        meta, traces, calibration_ids, human, labels, multilabel, settings, source
+    )
+    log.info(
+        "platt fit on %d examples (%d gold fallback): %s",
+        len(calibration_ids),
+        n_gold,
+        scaler.to_dict(),
+    )
+    return scaler
+
+
 def hard_predictions(
     traces: Sequence[Trace],
     ids: Sequence[str],
     labels: Sequence[str],
     multilabel: bool,
-    epsilon: float = EPSILON,
+    epsilon: float = PROBABILITY_FLOOR,
     source: str = "traces",
 ) -> pd.DataFrame:
     """Paper §5.2.1: ``1 - eps`` for each generated label, ``eps`` otherwise.
@@ -274,7 +311,7 @@ def max_over_generations(
     ids: Sequence[str],
     labels: Sequence[str],
     multilabel: bool,
-    epsilon: float = EPSILON,
+    epsilon: float = PROBABILITY_FLOOR,
     source: str = "traces",
 ) -> pd.DataFrame:
     """Paper §5.2.2: each label's maximum probability over every counted label step.
@@ -687,7 +724,7 @@ def estimate(
     params = dict(params or {})
     ids = [str(i) for i in ids]
     labels = list(labels)
-    eps = float(params.get("epsilon", EPSILON))
+    eps = float(params.get("epsilon", PROBABILITY_FLOOR))
     if kind in TRACE_KINDS and traces is None:
         raise ValueError(f"method kind {kind!r} needs traces ({source})")
     if kind == "compare_to_none":

@@ -26,12 +26,16 @@ import numpy as np
 import pandas as pd
 
 from . import NONE_LABEL
-from .alignment_tables import reference_distribution
 from .analyses import counted_steps, second_never_predicted, step_statistics
 from .datasets.canonical import CanonicalDataset
 from .estimators import validate_distribution
 from .io import write_text
-from .metrics import MetricSettings, example_f1_per_example, score_examples
+from .metrics import (
+    MetricSettings,
+    example_f1_per_example,
+    reference_distribution,
+    score_examples,
+)
 from .traces import Trace, TraceMeta
 
 SCALE = 10_000  # probabilities are stored as round(p * SCALE): 4 decimals, short JSON

@@ -74,8 +74,12 @@ def atomic_path(path: str | os.PathLike):
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary directory next to ``path``; it replaces ``path`` only on success."""
+def atomic_dir(path: str | os.PathLike, *, keep_existing: bool = False):
+    """Yield a temporary directory next to ``path``; it replaces ``path`` only on success.
+
+    ``keep_existing``: if ``path`` exists by then (another job finished the same output
+    first), keep it and discard the temporary directory.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +88,11 @@ def atomic_dir(path: str | os.PathLike):
         raise _fail(path, err, "cannot create") from err
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if not (keep_existing and path.exists()):
+            os.chmod(tmp, 0o777 & ~_umask())
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     except OSError as err:
         if isinstance(err, OutputError) or err.errno not in _WRITE_ERRNOS:
             raise

@@ -14,10 +14,20 @@ recomputing anything from the distributions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-EPSILON = 1e-8  # the paper's epsilon for hard predictions; also the NLL clip
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .datasets.canonical import CanonicalDataset
+
+# Library defaults, mirroring config/alignment/default.yaml (the workflow always passes the
+# configured values): ``alignment.nll_clip`` and ``alignment.threshold``. The NLL clip is its
+# own knob, apart from the probability floor of the hard-prediction methods
+# (``estimators.PROBABILITY_FLOOR``, method params ``epsilon``), although both default to 1e-8.
+NLL_CLIP = 1e-8  # q is clipped to [NLL_CLIP, 1 - NLL_CLIP] in the NLL
 THRESHOLD = 0.5  # q_l >= THRESHOLD puts label l in the predicted set (multi-label F1)
 METRICS = ("nll", "l1", "example_f1", "micro_f1", "macro_f1")
 LOWER_IS_BETTER = {
@@ -33,12 +43,12 @@ LOWER_IS_BETTER = {
 class MetricSettings:
     """How probabilities become NLL terms and label sets (stated in docs/metrics.md)."""
 
-    epsilon: float = EPSILON
+    nll_clip: float = NLL_CLIP
     threshold: float = THRESHOLD
 
     def __post_init__(self):
-        if not 0.0 < self.epsilon < 0.5:
-            raise ValueError(f"metric epsilon must lie in (0, 0.5), got {self.epsilon}")
+        if not 0.0 < self.nll_clip < 0.5:
+            raise ValueError(f"metric nll_clip must lie in (0, 0.5), got {self.nll_clip}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"metric threshold must lie in (0, 1), got {self.threshold}")
 
@@ -64,22 +74,22 @@ def _check_pair(q, h) -> tuple[np.ndarray, np.ndarray]:
     return q, h
 
 
-def nll_per_example(q, h, multilabel: bool, epsilon: float = EPSILON) -> np.ndarray:
+def nll_per_example(q, h, multilabel: bool, nll_clip: float = NLL_CLIP) -> np.ndarray:
     """Negative log-likelihood of the human annotations under ``q``, one value per example.
 
     Multi-label: every label is a Bernoulli variable, and the annotations of example d are
     samples from H(d); the expected negative log-likelihood of one annotation is
     ``-sum_l [h_l log q_l + (1 - h_l) log(1 - q_l)]`` with ``q`` clipped to
-    ``[epsilon, 1 - epsilon]``. With hard labels this is ``-log prod_g P_Q(g)`` over the
+    ``[nll_clip, 1 - nll_clip]``. With hard labels this is ``-log prod_g P_Q(g)`` over the
     gold set G_d and its complement, which is the paper's "likelihood of G_d".
     Single-label: the cross-entropy ``-sum_l h_l log q_l`` with ``q`` clipped below at
-    ``epsilon`` (the expected ``-log P_Q(a)`` of one annotator's label ``a``).
+    ``nll_clip`` (the expected ``-log P_Q(a)`` of one annotator's label ``a``).
     """
     q, h = _check_pair(q, h)
     if multilabel:
-        qc = np.clip(q, epsilon, 1.0 - epsilon)
+        qc = np.clip(q, nll_clip, 1.0 - nll_clip)
         return -(h * np.log(qc) + (1.0 - h) * np.log1p(-qc)).sum(axis=1)
-    qc = np.clip(q, epsilon, 1.0)
+    qc = np.clip(q, nll_clip, 1.0)
     return -(h * np.log(qc)).sum(axis=1)
 
 
@@ -89,13 +99,15 @@ def l1_per_example(q, h) -> np.ndarray:
     return np.abs(q - h).sum(axis=1)
 
 
-def predicted_sets(q, multilabel: bool, threshold: float = THRESHOLD, epsilon: float = EPSILON):
+def predicted_sets(
+    q, multilabel: bool, threshold: float = THRESHOLD, tie_tolerance: float = NLL_CLIP
+):
     """0/1 matrix of predicted labels.
 
     Multi-label: ``q_l >= threshold``. Single-label: the argmax when it is unique; a row whose
-    maximum is shared (a uniform distribution, or every label at ``epsilon`` for an
-    unparseable hard prediction) carries no prediction and predicts nothing. ``epsilon`` is
-    the tolerance of "shared".
+    maximum is shared (a uniform distribution, or every label at the floor for an
+    unparseable hard prediction) carries no prediction and predicts nothing.
+    ``tie_tolerance`` is the tolerance of "shared" (:func:`score_examples` passes the NLL clip).
     """
     q = _as_matrix(q, "q")
     if multilabel:
@@ -104,7 +116,7 @@ def predicted_sets(q, multilabel: bool, threshold: float = THRESHOLD, epsilon: f
     if q.shape[1] == 0:
         return pred
     top = q.max(axis=1, keepdims=True)
-    unique = (q >= top - epsilon).sum(axis=1) == 1
+    unique = (q >= top - tie_tolerance).sum(axis=1) == 1
     rows = np.flatnonzero(unique)
     pred[rows, q[unique].argmax(axis=1)] = 1
     return pred
@@ -160,6 +172,16 @@ def macro_f1_from_counts(counts) -> np.ndarray | float:
     return per_label.mean(axis=-1)
 
 
+def reference_distribution(dataset: CanonicalDataset, ids: Sequence[str]):
+    """``(h, gold, n_gold_fallback)`` for ``ids``: the human distribution of eq. 1, with the
+    aggregate 0/1 labels standing in for examples without annotators (NaN rows)."""
+    h = np.array(dataset.human_distribution(ids).to_numpy(dtype=float))  # writable copy
+    gold = dataset.gold_matrix(ids).to_numpy(dtype=float)
+    nan_rows = np.isnan(h).any(axis=1)
+    h[nan_rows] = gold[nan_rows]
+    return h, gold, int(nan_rows.sum())
+
+
 @dataclass
 class ExampleScores:
     """Everything the tables need about one method on one test set, per example."""
@@ -190,10 +212,10 @@ def score_examples(
     gold = _as_matrix(gold, "gold")
     if gold.shape != q.shape:
         raise ValueError(f"gold has shape {gold.shape} but q has shape {q.shape}")
-    pred = predicted_sets(q, multilabel, settings.threshold, settings.epsilon)
+    pred = predicted_sets(q, multilabel, settings.threshold, settings.nll_clip)
     return ExampleScores(
         ids=list(ids) if ids is not None else [str(i) for i in range(q.shape[0])],
-        nll=nll_per_example(q, h, multilabel, settings.epsilon),
+        nll=nll_per_example(q, h, multilabel, settings.nll_clip),
         l1=l1_per_example(q, h),
         example_f1=example_f1_per_example(pred, gold),
         counts=np.moveaxis(f1_counts(pred, gold), 0, 1),

@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .studies import methods_of_producer
+
 log = logging.getLogger(__name__)
 
 DEFAULT_REVISION = "main"
@@ -113,10 +115,8 @@ def planned_downloads(cfg: dict) -> list[ModelDownload]:
     for slot, model in sorted((cfg.get("models") or {}).items()):
         if _hub_source(model or {}):
             add(f"models.{slot}", model)
-    methods = cfg.get("methods") or {}
-    uses_demux = "demux" in methods or any(
-        (m or {}).get("name") == "demux" for m in methods.values()
-    )
+    # by kind, not slot name: any slot whose distributions come from the Demux rule
+    uses_demux = bool(methods_of_producer(cfg, "demux"))
     encoder = ((cfg.get("training") or {}).get("demux") or {}).get("encoder") or {}
     if uses_demux and encoder.get("hf_id"):
         add("training.demux.encoder", encoder)

@@ -8,8 +8,9 @@ configured experiment (no SFT model, one dataset, …) still yields every figure
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import matplotlib
@@ -21,8 +22,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from . import analyses  # noqa: E402
 from .analyses import INTERMEDIATE, LAST, second_next_eligible  # noqa: E402
 from .io import atomic_path  # noqa: E402
+from .report import read_tables  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 NO_DATA = "no data for this setting"
 # a group with fewer values is drawn as its points, not as a violin or box (a violin of two
@@ -713,3 +718,107 @@ def figure_binary_variants(alignment: pd.DataFrame, caption: str | None = None) 
         ax.set_ylabel(label)
     _legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig8"])
+
+
+# ---------------------------------------------------------------------------- dispatch
+# One entry per figure kind: the stacked, selected analysis rows and the figure's params
+# (``models``, ``datasets``, ``max_step``, ``model_info``; multilabel_llm.dag.WorkflowDag.figure_params) → a Plot.
+# An empty selection becomes an empty frame with the columns the figure reads.
+
+
+def _or_empty(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    return frame if not frame.empty else pd.DataFrame(columns=list(columns))
+
+
+def _order(params: Mapping) -> dict:
+    return {"models": params["models"], "datasets": params["datasets"]}
+
+
+def _step_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return _or_empty(frame, ["dataset", "model", *analyses.STEP_COLUMNS])
+
+
+def _example_steps(frame: pd.DataFrame, params: Mapping) -> Plot:
+    frame = _or_empty(frame, ["id", "text_out", "step", "label", "prob", "generated"])
+    title = "" if frame.empty else f"{frame['dataset'].iloc[0]}, {frame['model'].iloc[0]}"
+    if not frame.empty:
+        title += f", example {frame['id'].iloc[0]}: {frame['text_out'].iloc[0]!r}"
+    return figure_example_steps(frame, title=title[:160])
+
+
+def _binary_variants(frame: pd.DataFrame, params: Mapping) -> Plot:
+    if not frame.empty and "display_name" in frame.columns:
+        frame = frame.assign(method=frame["display_name"].fillna(frame["method"]))
+    return figure_binary_variants(frame)
+
+
+def _base_vs_instruct(frame: pd.DataFrame, params: Mapping) -> Plot:
+    table = (
+        analyses.base_vs_instruct(frame, params["model_info"])
+        if not frame.empty
+        else pd.DataFrame(columns=["family", "variant", "method", "metric", "value"])
+    )
+    return figure_base_vs_instruct(table)
+
+
+def _probes(frame: pd.DataFrame, params: Mapping) -> Plot:
+    scores = (
+        analyses.probe_summary(frame)
+        if not frame.empty
+        else pd.DataFrame(columns=["dataset", "model", "variant", "micro_f1"])
+    )
+    return figure_probes(scores, **_order(params))
+
+
+FIGURES: dict[str, Callable[[pd.DataFrame, Mapping], Plot]] = {
+    "fig1": _example_steps,
+    "fig2": lambda f, p: figure_step_quantity(
+        _step_rows(f), "top_prob", max_step=p["max_step"], **_order(p)
+    ),
+    "fig3": lambda f, p: figure_second(_step_rows(f), p["max_step"], **_order(p)),
+    "fig4": lambda f, p: figure_first_step_sorted(
+        _or_empty(f, ["dataset", "model", "id", "rank", "prob"]), **_order(p)
+    ),
+    "fig5": lambda f, p: figure_label_position_accuracy(
+        _or_empty(f, ["dataset", "model", "position", "accuracy"]), max_position=p["max_step"]
+    ),
+    "fig6": lambda f, p: figure_multilabel_icl(
+        _or_empty(
+            f, ["dataset", "model", "multilabel_ratio", "n", "n_multilabel", "pct_multilabel"]
+        )
+    ),
+    "fig7": _probes,
+    "fig8": _binary_variants,
+    "fig9": lambda f, p: figure_top_two_box(_step_rows(f), p["max_step"], **_order(p)),
+    "fig10": lambda f, p: figure_step_quantity(
+        _step_rows(f), "entropy_bits", max_step=p["max_step"], **_order(p)
+    ),
+    "fig11": lambda f, p: figure_second_position(
+        _or_empty(f, ["dataset", "model", "position", "count"]), **_order(p)
+    ),
+    "fig12": _base_vs_instruct,
+}
+
+
+def figure_plot(kind: str, frame: pd.DataFrame, params: Mapping) -> Plot:
+    """The figure ``kind`` (a :data:`FIGURES` key) of the selected analysis rows ``frame``."""
+    if kind not in FIGURES:
+        raise ValueError(f"unknown figure {kind!r}; known figures: {list(FIGURES)}")
+    return FIGURES[kind](frame, params)
+
+
+def draw_figure(
+    kind: str,
+    inputs: Sequence[str | os.PathLike],
+    params: Mapping,
+    png: str | os.PathLike,
+    pdf: str | os.PathLike,
+) -> Plot:
+    """Stack the analysis CSVs ``inputs`` (``params["run_keys"]`` fill the columns a file
+    lacks), keep the rows ``params["select"]`` allows, draw figure ``kind``, save PNG + PDF."""
+    tables = read_tables(inputs, params["run_keys"])
+    frame = analyses.select_rows(tables, **params["select"])
+    plot = figure_plot(kind, frame, params)
+    plot.save(png, pdf)
+    log.info("%s: %d rows. %s", kind, len(frame), plot.caption)
+    return plot

@@ -42,7 +42,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ import pandas as pd
 import torch
 
 from .datasets.canonical import CanonicalDataset
-from .io import write_csv
+from .io import atomic_dir, write_csv, write_text
 from .prompts import PromptBuilder, order_labels, pick_template, resolve_prompt
 
 log = logging.getLogger(__name__)
@@ -412,9 +411,7 @@ def _trainer_callbacks(fingerprint: dict, stop_after: int | None, patience: int)
         def on_save(self, args, state, control, **kwargs):
             path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
             if path.is_dir():
-                tmp = path / f".{FINGERPRINT_FILE}.tmp"
-                tmp.write_text(json.dumps(fingerprint, indent=1, default=str), encoding="utf-8")
-                os.replace(tmp, path / FINGERPRINT_FILE)
+                write_text(path / FINGERPRINT_FILE, json.dumps(fingerprint, indent=1, default=str))
 
     class EvalEachEpoch(TrainerCallback):
         """Dev loss at every epoch end (besides every eval_every steps), and a checkpoint at
@@ -713,18 +710,52 @@ def _finalize(best_dir: Path, adapter_dir: Path, info: dict, fingerprint: dict) 
     missing = [f for f in ADAPTER_FILES if not (best_dir / f).is_file()]
     if missing:
         raise ValueError(f"SFT: best checkpoint {best_dir} lacks {missing}; delete it and rerun")
-    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{adapter_dir.name}.", dir=adapter_dir.parent))
-    try:
+    with atomic_dir(adapter_dir) as tmp:
         for name in ADAPTER_FILES:
             shutil.copyfile(best_dir / name, tmp / name)
         (tmp / "sft_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         (tmp / FINGERPRINT_FILE).write_text(
             json.dumps(fingerprint, indent=1, default=str) + "\n", encoding="utf-8"
         )
-        if adapter_dir.exists():
-            shutil.rmtree(adapter_dir)
-        os.replace(tmp, adapter_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+
+def train_sft_from_files(
+    data_dir,
+    model_cfg: dict,
+    prompt_cfg: dict,
+    cfg: dict,
+    adapter_dir,
+    checkpoint_dir,
+    log_csv=None,
+    *,
+    testsets: dict | None = None,
+    loader: str | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """The ``train_sft`` rule: LoRA-finetune ``model_cfg`` on the canonical dataset in
+    ``data_dir``; ``testsets`` (name -> id list file) are kept out of the dev examples."""
+    from .datasets.canonical import load_canonical
+    from .engine.run import set_threads
+    from .io import read_id_list
+
+    set_threads(threads)  # the job's share of cores, not all of them
+    dataset = load_canonical(data_dir)
+    # ids of every evaluated test set: kept out of the dev examples early stopping reads
+    exclude = {name: read_id_list(path) for name, path in (testsets or {}).items()}
+    model, tokenizer, qlora = load_for_training(model_cfg, cfg.get("qlora", False))
+    frame = train_sft(
+        model,
+        tokenizer,
+        dataset,
+        prompt_cfg,
+        cfg,
+        adapter_dir=adapter_dir,
+        checkpoint_dir=checkpoint_dir,
+        log_csv=log_csv,
+        qlora=qlora,
+        loader=loader,
+        model_cfg=model_cfg,
+        exclude=exclude,
+    )
+    log.info("SFT done: %d optimizer steps, adapter in %s", len(frame), adapter_dir)
+    return frame

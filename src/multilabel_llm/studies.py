@@ -17,7 +17,10 @@ need and nothing crossed beyond it. Omitted keys take the kind's defaults: every
 dataset the kind applies to (single-label datasets have no label lists for the mechanism kinds),
 every model slot, the first prompt (every prompt for the sweeps), the kind's test set, every
 method that applies to the dataset. A model may be named ``<slot>-sft``: that slot with its
-LoRA adapter (trained once per dataset and model, rules/sft.smk).
+LoRA adapter (trained once per dataset and model, rules/sft.smk); no configured model slot may
+end in ``-sft`` itself. A method's ``kind``, never its slot name, decides which rule writes
+its distribution file (:func:`distribution_producer`); :func:`method_contract_problems` checks
+these contracts at config time.
 
 An experiment without ``studies:`` gets one study of every kind with those defaults.
 Nothing here imports Snakemake: rules/common.smk and the cost plan both call it.
@@ -105,6 +108,34 @@ FAMILY_FIGURES = {"fig13": "qwen2.5", "fig14": "qwen2.5", "fig15": "qwen2.5", "f
 # artifacts that read linear probes, trained on the first-label hidden states of the study's
 # first prompt (rules/probes.smk): that prompt needs ``hidden_states: true``
 PROBE_ARTIFACTS = ("fig7", "fig15")
+# Which rule writes a method's distribution file ({method}.parquet under results/distributions/)
+# follows from the method's ``kind`` alone, never from its slot name: every kind has exactly
+# one producer (distribution_producer), and rules/ constrain their {method} wildcard to
+# methods_of_producer(cfg, producer).
+DISTRIBUTION_PRODUCERS: dict[str, tuple[str, ...]] = {
+    # workflow/scripts/estimate.py (multilabel_llm.estimators.KINDS minus binary)
+    "estimate": (
+        "compare_to_none",
+        "compare_to_none_platt",
+        "hard_predictions",
+        "max_over_generations",
+        "token_probability",
+        "marginal_fixed_place",
+        "unary",
+        "constant",
+    ),
+    # Bradley-Terry over pairwise answers; also writes the answer-position bias
+    "estimate_binary": ("binary",),
+    # needs the model (multilabel_llm.marginalization)
+    "marginalize": ("marginalization",),
+    # linear probes on hidden states (rules/probes.smk)
+    "probes": ("probes",),
+    # the Demux encoder, one per dataset, copied under every (model, prompt) (rules/demux.smk)
+    "demux": ("demux",),
+}
+PRODUCER_OF_KIND = {k: p for p, kinds in DISTRIBUTION_PRODUCERS.items() for k in kinds}
+# method kinds that were renamed: old -> the message's advice
+RENAMED_METHOD_KINDS = {"external": "'probes' (linear probes) or 'demux' (the Demux encoder)"}
 STUDY_KEYS = (
     "kind",
     "artifacts",
@@ -354,9 +385,70 @@ def _hidden(cfg: dict, prompt: str) -> bool:
     return bool(cfg["prompts"][prompt].get("hidden_states"))
 
 
+def distribution_producer(method_cfg: dict) -> str:
+    """The producer of a method's distribution file, from its ``kind``: "estimate",
+    "estimate_binary", "marginalize", "probes" or "demux" (DISTRIBUTION_PRODUCERS)."""
+    kind = (method_cfg or {}).get("kind")
+    if kind not in PRODUCER_OF_KIND:
+        raise StudyError(
+            f"method kind {kind!r} has no distribution producer; allowed kinds: "
+            f"{sorted(PRODUCER_OF_KIND)}"
+        )
+    return PRODUCER_OF_KIND[kind]
+
+
+def methods_of_producer(cfg: dict, producer: str) -> list[str]:
+    """Method slots whose distribution file ``producer`` writes, in config order."""
+    if producer not in DISTRIBUTION_PRODUCERS:
+        raise ValueError(f"unknown producer {producer!r}; known: {list(DISTRIBUTION_PRODUCERS)}")
+    return [
+        slot
+        for slot, method in (cfg.get("methods") or {}).items()
+        if PRODUCER_OF_KIND.get((method or {}).get("kind")) == producer
+    ]
+
+
+def method_contract_problems(cfg: dict) -> list[str]:
+    """Contracts between slot names and kinds the rules rely on, as messages naming the key.
+
+    - every method's kind has exactly one distribution producer (the rules tell the four
+      ``{method}.parquet`` writers apart by it);
+    - a method slot named after a kind has that kind (a slot ``probes`` of kind
+      ``hard_predictions`` would read as linear probes everywhere a name is shown);
+    - no model slot ends in ``-sft``: ``<slot>-sft`` names that slot with its SFT adapter
+      (rules/sft.smk), so such a slot would be shadowed by or shadow a synthesised one.
+    """
+    problems = []
+    for slot, method in (cfg.get("methods") or {}).items():
+        kind = (method or {}).get("kind")
+        where = f"config key 'methods.{slot}.kind'"
+        if kind in RENAMED_METHOD_KINDS:
+            problems.append(
+                f"{where}: kind {kind!r} was split by producer; use {RENAMED_METHOD_KINDS[kind]}"
+            )
+        elif kind not in PRODUCER_OF_KIND:
+            problems.append(
+                f"{where}: {kind!r} has no distribution producer; allowed values: "
+                f"{sorted(PRODUCER_OF_KIND)}"
+            )
+        elif slot in PRODUCER_OF_KIND and kind != slot:
+            problems.append(
+                f"{where}: slot {slot!r} is named after the kind {slot!r} but has kind "
+                f"{kind!r}; rename the slot (methods.<name>) or set kind: {slot}"
+            )
+    for slot in cfg.get("models") or {}:
+        if slot.endswith(SFT_SUFFIX):
+            problems.append(
+                f"config key 'models.{slot}': a model slot may not end in {SFT_SUFFIX!r}; "
+                f"'<slot>{SFT_SUFFIX}' names slot <slot> with its SFT adapter (rules/sft.smk), "
+                f"so rename it (e.g. {slot.removesuffix(SFT_SUFFIX) + '_sft'!r})"
+            )
+    return problems
+
+
 def reads_probes(cfg: dict, method: str) -> bool:
-    """The ``probes`` method: its distributions come from probes on hidden states."""
-    return method == "probes" and cfg["methods"][method].get("kind") == "external"
+    """A method of kind ``probes``: its distributions come from probes on hidden states."""
+    return PRODUCER_OF_KIND.get((cfg["methods"][method] or {}).get("kind")) == "probes"
 
 
 def _check_hidden_states(cfg: dict, studies: dict[str, Study], defaulted: bool) -> dict[str, Study]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import NONE_LABEL
-from .io import atomic_path
+from .io import atomic_path, read_json, write_json
 
 
 @dataclass
@@ -89,21 +89,54 @@ class TraceMeta:
         return asdict(self)
 
 
+TRACES_SUFFIX = ".jsonl.gz"
+META_SUFFIX = ".meta.json"
+
+
+def traces_meta_path(path: str | os.PathLike) -> Path:
+    """The meta sidecar of a trace file: ``traces.jsonl.gz`` -> ``traces.meta.json`` (same dir)."""
+    path = Path(path)
+    stem = path.name[: -len(TRACES_SUFFIX)] if path.name.endswith(TRACES_SUFFIX) else path.name
+    return path.with_name(stem + META_SUFFIX)
+
+
 def write_traces(path: str | os.PathLike, meta: TraceMeta, traces) -> None:
-    """Gzipped JSON Lines: first line ``{"meta": ...}``, then one trace per line. Atomic."""
+    """Gzipped JSON Lines, one trace per line, and the meta in :func:`traces_meta_path`.
+
+    Both atomic; the sidecar goes first, so a trace file (whose existence marks a finished
+    shard) never lacks its meta. ``pandas.read_json(path, lines=True)`` gives one row per trace.
+    """
+    write_json(traces_meta_path(path), meta.to_dict())
     with atomic_path(path) as tmp:
         with gzip.open(tmp, "wt", encoding="utf-8") as handle:
-            handle.write(json.dumps({"meta": meta.to_dict()}) + "\n")
             for trace in traces:
                 handle.write(json.dumps(trace.to_dict()) + "\n")
 
 
+def _old_meta(line: str) -> dict | None:
+    """The meta of a file in the old format (first line ``{"meta": ...}``), else None."""
+    record = json.loads(line)
+    return record["meta"] if set(record) == {"meta"} else None
+
+
 def read_traces(path: str | os.PathLike) -> tuple[TraceMeta, list[Trace]]:
+    """Meta and traces of a trace file: its sidecar, or (old files) a first ``{"meta"}`` line."""
     path = Path(path)
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         first = handle.readline()
-        if not first:
-            raise ValueError(f"{path}: empty trace file (expected a meta line first)")
-        meta = TraceMeta(**json.loads(first)["meta"])
-        traces = [Trace.from_dict(json.loads(line)) for line in handle if line.strip()]
-    return meta, traces
+        meta = _old_meta(first) if first.strip() else None
+        traces = [] if meta is not None or not first.strip() else [_trace(first)]
+        traces += [_trace(line) for line in handle if line.strip()]
+    if meta is None:
+        sidecar = traces_meta_path(path)
+        if not sidecar.is_file():
+            raise ValueError(
+                f"{path}: its meta sidecar {sidecar} is missing (a trace file is written "
+                "together with it: copy both, or rerun the step that wrote the traces)"
+            )
+        meta = read_json(sidecar)
+    return TraceMeta(**meta), traces
+
+
+def _trace(line: str) -> Trace:
+    return Trace.from_dict(json.loads(line))

@@ -7,7 +7,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 
-from multilabel_llm.engine.run import extract_traces_from_files  # noqa: E402
+from multilabel_llm.engine.jobs import extract_traces_from_files  # noqa: E402
 
 summary = extract_traces_from_files(
     os.path.dirname(snakemake.input.examples),

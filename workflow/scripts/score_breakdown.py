@@ -1,4 +1,4 @@
-"""Adapter for rules score_unary / score_binary / score_binary_reversed: breakdown scores."""
+"""Adapter for rule score_breakdown ({kind} wildcard): breakdown scores."""
 
 import logging
 import os
@@ -7,7 +7,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 
-from multilabel_llm.engine.run import breakdown_from_files  # noqa: E402
+from multilabel_llm.engine.jobs import breakdown_from_files  # noqa: E402
 
 breakdown_from_files(
     snakemake.params.kind,

@@ -1,11 +1,10 @@
 """Snakemake adapter: one traced run's traces + distributions → its example explorer page."""
 # ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
-import sys
+from multilabel_llm._snakemake_adapter import start
 
-sys.stderr = open(snakemake.log[0], "w")
+log = start(snakemake)
 
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +13,6 @@ from multilabel_llm.datasets import load_canonical
 from multilabel_llm.explorer import MethodDistribution, explorer_data, write_explorer
 from multilabel_llm.metrics import MetricSettings
 from multilabel_llm.traces import read_traces
-
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 
 params = snakemake.params
 dataset = load_canonical(Path(snakemake.input.examples).parent)
@@ -37,4 +34,4 @@ data = explorer_data(
     source=str(snakemake.input.traces),
 )
 size = write_explorer(snakemake.output.html, data)
-logging.info("explorer of %d examples, %d methods: %.2f MB", len(traces), len(methods), size / 1e6)
+log.info("explorer of %d examples, %d methods: %.2f MB", len(traces), len(methods), size / 1e6)

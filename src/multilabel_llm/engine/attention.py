@@ -91,7 +91,7 @@ def _padded_forward(model, prefix, suffixes, pad_id, device):
 
 
 @torch.inference_mode()
-def attention_summary(
+def label_step_attention(
     model,
     tokenizer,
     prompts: dict[str, list[int]],
@@ -104,7 +104,7 @@ def attention_summary(
 ) -> pd.DataFrame:
     """Rows: id, step, label, {input,label,first}_{mass,count}, one per counted label step
     after the first. ``step`` is the 0-based index among the counted steps (1 = the second
-    label; ``analyses.attention_summary`` reads r = step + 1).
+    label; ``analyses.attention_summary`` reads r = step + 1 and summarises the rows).
 
     ``labels`` (the dataset's, ``TraceMeta.labels``) decide which labels an unparsed output
     names; without them each trace's own step labels are the candidates, which keeps the same

@@ -208,7 +208,7 @@ def score_binary_reversed(*args, **kwargs) -> pd.DataFrame:
     return score_binary(*args, **kwargs, reverse=True)
 
 
-# breakdown file kind -> scorer (the score_unary / score_binary / score_binary_reversed rules)
+# breakdown file kind -> scorer (rule score_breakdown's {kind} wildcard)
 SCORERS = {
     "unary": score_unary,
     "binary": score_binary,

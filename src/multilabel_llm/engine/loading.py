@@ -19,13 +19,12 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from ..io import atomic_dir
 from .model_spec import DTYPES, ModelSpec, parse_dtype
 
 log = logging.getLogger(__name__)
@@ -110,10 +109,8 @@ def _convert_gguf(model_cfg: dict, target: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Save into a temp dir and rename it, so a killed conversion never leaves half a model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    # A killed conversion never leaves half a model; a concurrent job's finished one is kept.
+    with atomic_dir(target, keep_existing=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         stat = (directory / file).stat()
@@ -122,11 +119,6 @@ def _convert_gguf(model_cfg: dict, target: Path) -> None:
             f"({stat.st_size} bytes, mtime_ns {stat.st_mtime_ns})\n",
             encoding="utf-8",
         )
-        if not target.exists():
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     log.info("converted %s to %s in %.1f s", file, target, time.time() - start)
 
 
@@ -270,49 +262,3 @@ def bundled_model_cfg() -> dict:
         "size_class": "tiny",
         "dtype": "float32",
     }
-
-
-def tiny_random_llama(tokenizer=None, seed: int = 0, hidden: int = 64, layers: int = 2):
-    """A tiny random ``LlamaForCausalLM`` sharing the bundled tokenizer (real label tokens)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    if tokenizer is None:
-        tokenizer = load_tokenizer(bundled_model_cfg())
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config).eval()
-    return model, tokenizer
-
-
-def llama8b_random(dtype=torch.bfloat16, device: str = "cuda", layers: int = 32):
-    """A randomly initialised Llama-3.1-8B-shaped model (for the GPU benchmark only)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=128256,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=layers,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        max_position_embeddings=8192,
-        rope_theta=500000.0,
-        bos_token_id=128000,
-        eos_token_id=128001,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    with torch.device(device):  # built in place, in the target dtype (no fp32 copy)
-        model = LlamaForCausalLM._from_config(config, dtype=dtype)
-    return model.eval()

@@ -10,6 +10,10 @@ rather than mixed in, and the log says which part changed. The merged ``traces.j
 ``hidden.npz``) are written last, atomically, after checking that they hold exactly the run's
 ids, so the Snakemake output exists only when whole. Token-level marginalisation
 (:func:`marginalize`) resumes the same way from ``<method>.shards/``.
+
+The model's identity (checkpoint, adapter, weight probe) comes from engine/identity.py; the
+rules' file front-ends (load the dataset and the model, then call one function here) are in
+engine/jobs.py.
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ from .. import __version__
 from ..io import read_json, write_json, write_parquet, write_with
 from ..prompts import PromptBuilder, parse_output, resolve_prompt
 from ..traces import TraceMeta, read_traces, write_traces
+from .identity import (  # noqa: F401  (re-exported: sft.py, tests and the CLI use them here)
+    WEIGHT_SUFFIXES,
+    checkpoint_identity,
+    dir_digest,
+    run_identity,
+    short_digest,
+    weight_probe,
+)
 from .label_tokens import detect_label_tokens
 from .tracing import StopRule, TraceEngine, common_prefix_len, finalize, first_label_hidden
 
@@ -39,8 +51,6 @@ log = logging.getLogger(__name__)
 # Bump when a change to the engine alters what a shard holds for the same inputs, so shards
 # written by the older engine are recomputed instead of merged with new ones.
 ENGINE_VERSION = 3
-# files whose size and mtime stand for a local checkpoint's weights (hashing GBs is too slow)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 
 
 @dataclass
@@ -181,109 +191,6 @@ def _fit_context(builder, tokenizer, ids, texts, prompts, max_context, max_new, 
     return len(over)
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def dir_digest(path) -> str:
-    """sha256 over every file's relative name and bytes (adapters are small: MBs)."""
-    root = Path(path)
-    digest = hashlib.sha256()
-    for f in sorted(q for q in root.rglob("*") if q.is_file()):
-        digest.update(str(f.relative_to(root)).encode() + b"\0")
-        with open(f, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def _stat(path: Path) -> dict:
-    st = path.stat()
-    return {"file": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _hub_snapshot(hf_id: str, revision: str | None) -> str | None:
-    """The commit of the locally cached snapshot of ``hf_id`` (offline; None if not cached)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(hf_id, "config.json", revision=revision)
-    except Exception:  # an odd id or an old hub client: the id and revision still count
-        return None
-    return Path(found).parent.name if isinstance(found, str) else None
-
-
-def checkpoint_identity(model_cfg: dict) -> dict:
-    """What decides which weights a model slot loads, without reading the weights.
-
-    GGUF: the file's path, size and mtime. Local directory: its resolved path, a digest of
-    ``config.json`` and the size and mtime of every weight file. Hub id: the id, the configured
-    revision and the commit of the cached snapshot. Renaming the slot changes none of these;
-    pointing it elsewhere changes them.
-    """
-    from .loading import gguf_location
-
-    name = model_cfg.get("name", "<unnamed>")
-    if model_cfg.get("gguf"):
-        directory, file = gguf_location(model_cfg)
-        source = (directory / file).resolve()
-        return {"gguf": str(source), **_stat(source)}
-    if model_cfg.get("path"):
-        path = Path(model_cfg["path"]).resolve()
-        if not path.is_dir():
-            raise ValueError(f"model {name}: path {path} is not a directory")
-        config = path / "config.json"
-        weights = sorted(
-            (f for f in path.iterdir() if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES)),
-            key=lambda f: f.name,
-        )
-        return {
-            "path": str(path),
-            "config": _digest(config.read_text(encoding="utf-8")) if config.is_file() else None,
-            "weights": [_stat(f) for f in weights],
-        }
-    if model_cfg.get("hf_id"):
-        hf_id, revision = str(model_cfg["hf_id"]), model_cfg.get("revision")
-        return {"hf_id": hf_id, "revision": revision, "snapshot": _hub_snapshot(hf_id, revision)}
-    raise ValueError(f"model {name}: set one of 'gguf', 'path' or 'hf_id'")
-
-
-def run_identity(model_cfg: dict, adapter=None) -> dict:
-    """Checkpoint and adapter identity plus the configured dtype and backend of a model slot."""
-    identity = {
-        "checkpoint": checkpoint_identity(model_cfg),
-        "dtype": model_cfg.get("dtype"),
-        "backend": model_cfg.get("backend", "hf"),
-        "quantization": model_cfg.get("quantization"),  # 8/4-bit weights change the traces
-    }
-    if adapter:
-        if not Path(adapter).is_dir():
-            raise ValueError(f"adapter {adapter}: not a directory (expected a peft LoRA dir)")
-        identity["adapter"] = dir_digest(adapter)
-    return identity
-
-
-def weight_probe(model) -> str | None:
-    """A digest of the first and last values of every parameter of a loaded model.
-
-    Cheap (two small slices per tensor) and it catches what a config cannot: a merged LoRA
-    moves every entry of the matrices it adapts, another seed or checkpoint moves them all.
-    None for what is not an in-memory torch model.
-    """
-    if not isinstance(model, torch.nn.Module):
-        return None
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.device.type == "meta":  # offloaded weights: nothing to read cheaply
-                return None
-            flat = param.detach().reshape(-1)
-            digest.update(f"{name}{tuple(param.shape)}{param.dtype}".encode())
-            ends = torch.cat([flat[:16], flat[-16:]]).float().cpu().numpy()
-            digest.update(ends.tobytes())
-    return digest.hexdigest()[:16]
-
-
 class ShardStore:
     """Resumable shards of one run under ``shard_dir``, keyed by a manifest.
 
@@ -298,10 +205,10 @@ class ShardStore:
         self.dir = Path(shard_dir)
         self.ids = [str(i) for i in ids]
         self.size = shard_size
-        self.components = {k: _digest(v) for k, v in components.items()}
-        self.components["shard_layout"] = _digest({"shard_size": shard_size, "n": len(ids)})
-        self.components["engine"] = _digest({"engine": ENGINE_VERSION, "package": __version__})
-        self.key = _digest(self.components)
+        self.components = {k: short_digest(v) for k, v in components.items()}
+        self.components["shard_layout"] = short_digest({"shard_size": shard_size, "n": len(ids)})
+        self.components["engine"] = short_digest({"engine": ENGINE_VERSION, "package": __version__})
+        self.key = short_digest(self.components)
         self.starts = list(range(0, len(self.ids), shard_size))
 
     def path(self, k: int, suffix: str = ".jsonl.gz") -> Path:
@@ -472,8 +379,8 @@ def extract_traces(
             continue
         if engine.prefix is None:
             engine.set_prefix(plan.prefix_ids)
-        sl = slice(start, start + shard_size)
-        raws = engine.run(plan.prompts[sl], progress=bar)
+        in_shard = slice(start, start + shard_size)
+        raws = engine.run(plan.prompts[in_shard], progress=bar)
         traces = [
             finalize(
                 i,
@@ -485,15 +392,15 @@ def extract_traces(
                 plan.stop_rule,
                 keep_forms,
             )
-            for i, raw in zip(plan.ids[sl], raws, strict=True)
+            for i, raw in zip(plan.ids[in_shard], raws, strict=True)
         ]
         if hidden:
             states = [first_label_hidden(t, r) for t, r in zip(traces, raws, strict=True)]
             write_with(
                 store.path(k, ".hidden.npz"),
-                lambda tmp, s=states, i=plan.ids[sl]: _save_npz(tmp, i, s),
+                lambda tmp, s=states, i=plan.ids[in_shard]: _save_npz(tmp, i, s),
             )
-        write_traces(shard_paths[k], meta, traces)  # last: its existence marks the shard done
+        write_traces(shard_paths[k], meta, traces)  # last (meta sidecar first): marks it done
         computed.append(k)
         if on_shard is not None:
             on_shard(k)
@@ -549,151 +456,6 @@ def read_pool(demo_pool) -> list[str] | None:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
-
-
-def extract_traces_from_files(
-    data_dir,
-    ids_path,
-    model_cfg: dict,
-    prompt_cfg: dict,
-    out_path,
-    *,
-    hidden_path=None,
-    demo_split: str = "train",
-    loader: str | None = None,
-    adapter: str | None = None,
-    threads: int | None = None,
-    demo_pool=None,
-    resources: dict | None = None,
-) -> dict:
-    """The ``extract_traces`` rule: canonical dataset dir + id list -> traces (+ hidden).
-
-    ``resources``: the model's size class (GPUs, batch size; see engine/model_spec.py)."""
-    from ..datasets.canonical import load_canonical
-    from ..io import read_id_list
-    from ..prompts import pick_template
-    from .loading import ModelSpec, load_model
-
-    dataset = load_canonical(data_dir)
-    ids = read_id_list(ids_path)
-    set_threads(threads or model_cfg.get("threads"))
-    backend = model_cfg.get("backend", "hf")
-    adapter = adapter or model_cfg.get("adapter")
-    model_spec = ModelSpec.from_config(model_cfg, resources)
-    model, tokenizer = load_model(model_cfg, adapter=adapter, spec=model_spec)
-    return extract_traces(
-        dataset,
-        ids,
-        model,
-        tokenizer,
-        prompt_cfg,
-        out_path,
-        model_name=model_cfg.get("name", ""),
-        demo_split=demo_split,
-        template=pick_template(prompt_cfg, loader, dataset.name),
-        shard_size=int(model_cfg.get("shard_size", 64)),
-        batch_size=model_spec.batch_size,
-        hidden_path=hidden_path,
-        backend=backend,
-        pool_ids=read_pool(demo_pool),
-        identity=run_identity(model_cfg, adapter),
-        max_context=model_cfg.get("max_context"),
-        too_long=model_cfg.get("too_long_prompts", "fail"),
-    )
-
-
-def breakdown_from_files(
-    kind: str,
-    data_dir,
-    ids_path,
-    model_cfg: dict,
-    prompt_cfg: dict,
-    out_path,
-    *,
-    demo_split: str = "train",
-    adapter: str | None = None,
-    threads: int | None = None,
-    demo_pool=None,
-    resources: dict | None = None,
-):
-    """The ``score_unary`` / ``score_binary`` rules: write ``{kind}.parquet``."""
-    from ..datasets.canonical import load_canonical
-    from ..io import read_id_list, write_parquet
-    from . import breakdown
-    from .loading import ModelSpec, load_model
-
-    if kind not in breakdown.SCORERS:
-        raise ValueError(f"breakdown kind {kind!r}: expected one of {list(breakdown.SCORERS)}")
-    dataset = load_canonical(data_dir)
-    ids = read_id_list(ids_path)
-    set_threads(threads or model_cfg.get("threads"))
-    model_spec = ModelSpec.from_config(model_cfg, resources)
-    model, tokenizer = load_model(
-        model_cfg, adapter=adapter or model_cfg.get("adapter"), spec=model_spec
-    )
-    opts = prompt_cfg.get("breakdown") or {}
-    scorer = breakdown.SCORERS[kind]
-    frame = scorer(
-        model,
-        tokenizer,
-        dataset,
-        ids,
-        demo_split=demo_split,
-        n_shots=int(opts.get("n_shots", 10)),
-        seed=int(opts.get("seed", 0)),
-        batch_size=int(opts.get("batch_size", model_spec.batch_size)),
-        pool_ids=read_pool(demo_pool),
-    )
-    write_parquet(out_path, frame)
-    return frame
-
-
-def attention_from_files(
-    data_dir,
-    traces_path,
-    model_cfg: dict,
-    prompt_cfg: dict,
-    out_path,
-    *,
-    demo_split: str = "train",
-    loader: str | None = None,
-    adapter: str | None = None,
-    threads: int | None = None,
-    demo_pool=None,
-    resources: dict | None = None,
-):
-    """The ``extract_attention`` rule: Table 6 attention masses for traced examples."""
-    from ..datasets.canonical import load_canonical
-    from ..io import write_csv
-    from ..prompts import pick_template
-    from .attention import attention_summary
-    from .loading import load_model
-
-    dataset = load_canonical(data_dir)
-    meta, traces = read_traces(traces_path)
-    ids = [t.id for t in traces]
-    set_threads(threads or model_cfg.get("threads"))
-    model, tokenizer = load_model(
-        {**model_cfg, "attn_implementation": "eager"},
-        adapter=adapter or model_cfg.get("adapter"),
-        resources=resources,
-    )
-    plan = plan_run(
-        dataset,
-        ids,
-        tokenizer,
-        prompt_cfg,
-        demo_split,
-        pick_template(prompt_cfg, loader, dataset.name),
-        meta.model,
-        pool_ids=read_pool(demo_pool),
-        max_context=model_cfg.get("max_context") or model_context(model),
-        too_long=model_cfg.get("too_long_prompts", "fail"),
-    )
-    prompts = dict(zip(plan.ids, plan.prompts, strict=True))
-    frame = attention_summary(model, tokenizer, prompts, traces)
-    write_csv(out_path, frame, index=False)
-    return frame
 
 
 def marginalize(
@@ -827,51 +589,18 @@ def marginalize(
     return {"n": len(plan.ids), "computed_shards": computed, "skipped_shards": done}
 
 
-def marginalize_from_files(
-    data_dir,
-    ids_path,
-    model_cfg: dict,
-    prompt_cfg: dict,
-    settings: dict,
-    dist_path,
-    stats_path,
-    *,
-    demo_split: str = "train",
-    loader: str | None = None,
-    adapter: str | None = None,
-    threads: int | None = None,
-    demo_pool=None,
-    resources: dict | None = None,
-) -> dict:
-    """The ``marginalize`` rule: canonical dataset dir + id list -> distribution + path stats."""
-    from ..datasets.canonical import load_canonical
-    from ..io import read_id_list
-    from ..prompts import pick_template
-    from .loading import load_model
+# the rules' file front-ends live in engine/jobs.py; importable from here as before
+_JOBS = (
+    "attention_from_files",
+    "breakdown_from_files",
+    "extract_traces_from_files",
+    "marginalize_from_files",
+)
 
-    dataset = load_canonical(data_dir)
-    ids = read_id_list(ids_path)
-    set_threads(threads or model_cfg.get("threads"))
-    adapter = adapter or model_cfg.get("adapter")
-    model, tokenizer = load_model(model_cfg, adapter=adapter, resources=resources)
-    settings = dict(settings)
-    # a search per example is slow: small shards lose little work to a kill
-    shard_size = int(settings.pop("shard_size", 16))
-    return marginalize(
-        dataset,
-        ids,
-        model,
-        tokenizer,
-        prompt_cfg,
-        settings,
-        dist_path,
-        stats_path,
-        model_name=model_cfg.get("name", ""),
-        demo_split=demo_split,
-        template=pick_template(prompt_cfg, loader, dataset.name),
-        shard_size=shard_size,
-        identity=run_identity(model_cfg, adapter),
-        pool_ids=read_pool(demo_pool),
-        max_context=model_cfg.get("max_context"),
-        too_long=model_cfg.get("too_long_prompts", "fail"),
-    )
+
+def __getattr__(name: str):
+    if name in _JOBS:  # lazily: jobs.py imports this module
+        from . import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

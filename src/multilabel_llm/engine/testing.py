@@ -1,12 +1,28 @@
-"""Small in-process fixtures for tests and the CPU benchmark (no files needed)."""
+"""Small in-process fixtures for tests and the benchmarks (no files needed): a toy dataset and
+prompt, the bundled model, tiny random Llamas sharing its tokenizer, and a random Llama-8B-shaped
+model for the GPU benchmark."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 import pandas as pd
+import torch
 
 from ..datasets.canonical import CanonicalDataset, dist_column
+from .loading import bundled_model_cfg, load_model, load_tokenizer
+
+__all__ = [
+    "TOY_LABELS",
+    "TOY_PROMPT_CFG",
+    "bundled_model",
+    "bundled_model_cfg",
+    "llama8b_random",
+    "save_tiny_checkpoint",
+    "tiny_model",
+    "tiny_random_llama",
+    "toy_dataset",
+]
 
 TOY_LABELS = ["joy", "optimism", "admiration", "surprise", "fear", "sadness", "anger"]
 
@@ -85,16 +101,12 @@ TOY_PROMPT_CFG = {
 @lru_cache(maxsize=1)
 def bundled_model():
     """The real bundled SmolLM2-135M-Instruct in float32 on CPU (cached per process)."""
-    from .loading import bundled_model_cfg, load_model
-
     return load_model(bundled_model_cfg(), device="cpu")
 
 
 @lru_cache(maxsize=1)
 def tiny_model():
     """A tiny random Llama with the bundled tokenizer (cached per process)."""
-    from .loading import bundled_model_cfg, load_tokenizer, tiny_random_llama
-
     return tiny_random_llama(load_tokenizer(bundled_model_cfg()), seed=0)
 
 
@@ -104,11 +116,55 @@ def save_tiny_checkpoint(path, seed: int = 0, hidden: int = 64, layers: int = 4)
     config (``path`` source)."""
     from pathlib import Path
 
-    from .loading import bundled_model_cfg, load_tokenizer, tiny_random_llama
-
     tokenizer = load_tokenizer(bundled_model_cfg())
     model, _ = tiny_random_llama(tokenizer, seed=seed, hidden=hidden, layers=layers)
     path = Path(path)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return {"name": f"tiny-random-{layers}l", "path": str(path), "size_class": "tiny"}
+
+
+def tiny_random_llama(tokenizer=None, seed: int = 0, hidden: int = 64, layers: int = 2):
+    """A tiny random ``LlamaForCausalLM`` sharing the bundled tokenizer (real label tokens)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if tokenizer is None:
+        tokenizer = load_tokenizer(bundled_model_cfg())
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config).eval()
+    return model, tokenizer
+
+
+def llama8b_random(dtype=torch.bfloat16, device: str = "cuda", layers: int = 32):
+    """A randomly initialised Llama-3.1-8B-shaped model (for the GPU benchmark only)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=layers,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        bos_token_id=128000,
+        eos_token_id=128001,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    with torch.device(device):  # built in place, in the target dtype (no fp32 copy)
+        model = LlamaForCausalLM._from_config(config, dtype=dtype)
+    return model.eval()

@@ -112,14 +112,25 @@ class PrefixCache:
             cache = out.past_key_values
             self.layers = [(layer.keys, layer.values) for layer in cache.layers]
 
-    def expanded(self, batch: int):
-        cache = self._cache_cls(config=self.model.config)
+    def expanded(self, batch: int, room: int = 0):
+        """The prefix over ``batch`` rows; ``room`` > 0 reserves space for that many more
+        tokens per row (decoding then writes in place instead of copying the cache per step)."""
+        if room > 0:
+            from .kv_cache import reserved_cache
+
+            cache = reserved_cache(self.model.config, room)
+        else:
+            cache = self._cache_cls(config=self.model.config)
         for i, (k, v) in enumerate(self.layers):
             cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
         return cache
 
-    def forward_suffixes(self, suffixes: list[list[int]], pad_id: int, hidden: bool = False):
-        """Run ``suffixes`` (left-padded) over the prefix; return (out, cache, mask, positions)."""
+    def forward_suffixes(
+        self, suffixes: list[list[int]], pad_id: int, hidden: bool = False, room: int = 0
+    ):
+        """Run ``suffixes`` (left-padded) over the prefix; return (out, cache, mask, positions).
+
+        ``room``: tokens the caller will still decode per row (reserved in the cache)."""
         batch, width = len(suffixes), max(len(s) for s in suffixes)
         ids = torch.full((batch, width), pad_id, dtype=torch.long)
         mask = torch.zeros((batch, self.prefix_len + width), dtype=torch.long)
@@ -130,7 +141,7 @@ class PrefixCache:
         sub = mask[:, self.prefix_len :]
         positions = self.prefix_len + (sub.cumsum(-1) - 1).clamp(min=0)
         ids, mask, positions = (t.to(self.device) for t in (ids, mask, positions))
-        cache = self.expanded(batch)
+        cache = self.expanded(batch, room + width if room else 0)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -220,8 +231,9 @@ class TraceEngine:
     @torch.inference_mode()
     def _decode(self, suffixes: list[list[int]]) -> list[RawTrace]:
         batch = len(suffixes)
+        # room for every decoding step, plus the lookahead's one-token probe
         out, cache, mask, pos = self.prefix.forward_suffixes(
-            suffixes, self.pad_id, hidden=self.hidden_states
+            suffixes, self.pad_id, hidden=self.hidden_states, room=self.max_new_tokens + 1
         )
         gen = [[] for _ in range(batch)]
         gen_lp = [[] for _ in range(batch)]

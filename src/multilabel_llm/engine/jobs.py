@@ -1,0 +1,228 @@
+"""The inference rules' file front-ends: files and configs in, one engine call, files out.
+
+Each rule (``extract_traces``, ``score_breakdown``, ``extract_attention``,
+``marginalize``) opens its run the same way (:func:`open_run`: the canonical dataset, the
+job's threads, the model with its adapter, placed as its :class:`ModelSpec` says) and then
+calls one function of engine/run.py, breakdown.py or attention.py. The workflow scripts are
+adapters over these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..datasets.canonical import CanonicalDataset, load_canonical
+from ..io import read_id_list, write_csv, write_parquet
+from ..prompts import pick_template
+from ..traces import read_traces
+from .loading import ModelSpec, load_model
+from .run import (
+    extract_traces,
+    marginalize,
+    model_context,
+    plan_run,
+    read_pool,
+    run_identity,
+    set_threads,
+)
+
+
+@dataclass
+class OpenedRun:
+    """A run's dataset and loaded model: what every inference rule starts from."""
+
+    dataset: CanonicalDataset
+    model: object
+    tokenizer: object
+    spec: ModelSpec  # how the model was loaded (batch size, placement)
+    adapter: str | None  # the LoRA applied on top, if any (the argument, else the config's)
+
+
+def open_run(
+    data_dir,
+    model_cfg: dict,
+    *,
+    adapter: str | None = None,
+    threads: int | None = None,
+    resources: dict | None = None,
+    placeholders: dict | None = None,
+) -> OpenedRun:
+    """Load the canonical dataset in ``data_dir`` and the model of ``model_cfg``.
+
+    ``threads`` (else the config's ``threads``) bounds torch's CPU threads. ``adapter`` (else
+    the config's ``adapter``) is applied on top; ``placeholders`` fill a ``{dataset}``-style
+    adapter path (an SFT slot keeps one adapter per dataset). ``resources``: the model's size
+    class (GPUs, batch size; see engine/model_spec.py).
+    """
+    dataset = load_canonical(data_dir)
+    set_threads(threads or model_cfg.get("threads"))
+    adapter = adapter or model_cfg.get("adapter")
+    if adapter and placeholders:
+        adapter = str(adapter).format(**placeholders)
+    spec = ModelSpec.from_config(model_cfg, resources)
+    model, tokenizer = load_model(model_cfg, adapter=adapter, spec=spec)
+    return OpenedRun(dataset, model, tokenizer, spec, adapter)
+
+
+def extract_traces_from_files(
+    data_dir,
+    ids_path,
+    model_cfg: dict,
+    prompt_cfg: dict,
+    out_path,
+    *,
+    hidden_path=None,
+    demo_split: str = "train",
+    loader: str | None = None,
+    adapter: str | None = None,
+    threads: int | None = None,
+    demo_pool=None,
+    resources: dict | None = None,
+) -> dict:
+    """The ``extract_traces`` rule: canonical dataset dir + id list -> traces (+ hidden)."""
+    run = open_run(data_dir, model_cfg, adapter=adapter, threads=threads, resources=resources)
+    return extract_traces(
+        run.dataset,
+        read_id_list(ids_path),
+        run.model,
+        run.tokenizer,
+        prompt_cfg,
+        out_path,
+        model_name=model_cfg.get("name", ""),
+        demo_split=demo_split,
+        template=pick_template(prompt_cfg, loader, run.dataset.name),
+        shard_size=int(model_cfg.get("shard_size", 64)),
+        batch_size=run.spec.batch_size,
+        hidden_path=hidden_path,
+        backend=model_cfg.get("backend", "hf"),
+        pool_ids=read_pool(demo_pool),
+        identity=run_identity(model_cfg, run.adapter),
+        max_context=model_cfg.get("max_context"),
+        too_long=model_cfg.get("too_long_prompts", "fail"),
+    )
+
+
+def breakdown_from_files(
+    kind: str,
+    data_dir,
+    ids_path,
+    model_cfg: dict,
+    prompt_cfg: dict,
+    out_path,
+    *,
+    demo_split: str = "train",
+    adapter: str | None = None,
+    threads: int | None = None,
+    demo_pool=None,
+    resources: dict | None = None,
+):
+    """Rule ``score_breakdown``: write ``{kind}.parquet``."""
+    from . import breakdown
+
+    if kind not in breakdown.SCORERS:
+        raise ValueError(f"breakdown kind {kind!r}: expected one of {list(breakdown.SCORERS)}")
+    run = open_run(data_dir, model_cfg, adapter=adapter, threads=threads, resources=resources)
+    opts = prompt_cfg.get("breakdown") or {}
+    frame = breakdown.SCORERS[kind](
+        run.model,
+        run.tokenizer,
+        run.dataset,
+        read_id_list(ids_path),
+        demo_split=demo_split,
+        n_shots=int(opts.get("n_shots", 10)),
+        seed=int(opts.get("seed", 0)),
+        batch_size=int(opts.get("batch_size", run.spec.batch_size)),
+        pool_ids=read_pool(demo_pool),
+    )
+    write_parquet(out_path, frame)
+    return frame
+
+
+def attention_from_files(
+    data_dir,
+    traces_path,
+    model_cfg: dict,
+    prompt_cfg: dict,
+    out_path,
+    *,
+    demo_split: str = "train",
+    loader: str | None = None,
+    adapter: str | None = None,
+    threads: int | None = None,
+    demo_pool=None,
+    resources: dict | None = None,
+):
+    """The ``extract_attention`` rule: Table 6 attention masses for traced examples."""
+    from .attention import label_step_attention
+
+    meta, traces = read_traces(traces_path)
+    eager = {**model_cfg, "attn_implementation": "eager"}  # attention weights need eager
+    run = open_run(data_dir, eager, adapter=adapter, threads=threads, resources=resources)
+    plan = plan_run(
+        run.dataset,
+        [t.id for t in traces],
+        run.tokenizer,
+        prompt_cfg,
+        demo_split,
+        pick_template(prompt_cfg, loader, run.dataset.name),
+        meta.model,
+        pool_ids=read_pool(demo_pool),
+        max_context=model_cfg.get("max_context") or model_context(run.model),
+        too_long=model_cfg.get("too_long_prompts", "fail"),
+    )
+    prompts = dict(zip(plan.ids, plan.prompts, strict=True))
+    frame = label_step_attention(run.model, run.tokenizer, prompts, traces)
+    write_csv(out_path, frame, index=False)
+    return frame
+
+
+def marginalize_from_files(
+    data_dir,
+    ids_path,
+    model_cfg: dict,
+    prompt_cfg: dict,
+    settings: dict,
+    dist_path,
+    stats_path,
+    *,
+    demo_split: str = "train",
+    loader: str | None = None,
+    adapter: str | None = None,
+    threads: int | None = None,
+    demo_pool=None,
+    resources: dict | None = None,
+    placeholders: dict | None = None,
+) -> dict:
+    """The ``marginalize`` rule: canonical dataset dir + id list -> distribution + path stats.
+
+    ``settings``: the method's params; ``shard_size`` (default 16: a search per example is
+    slow, so small shards lose little work to a kill) is taken out, the rest searches.
+    """
+    run = open_run(
+        data_dir,
+        model_cfg,
+        adapter=adapter,
+        threads=threads,
+        resources=resources,
+        placeholders=placeholders,
+    )
+    settings = dict(settings)
+    shard_size = int(settings.pop("shard_size", 16))
+    return marginalize(
+        run.dataset,
+        read_id_list(ids_path),
+        run.model,
+        run.tokenizer,
+        prompt_cfg,
+        settings,
+        dist_path,
+        stats_path,
+        model_name=model_cfg.get("name", ""),
+        demo_split=demo_split,
+        template=pick_template(prompt_cfg, loader, run.dataset.name),
+        shard_size=shard_size,
+        identity=run_identity(model_cfg, run.adapter),
+        pool_ids=read_pool(demo_pool),
+        max_context=model_cfg.get("max_context"),
+        too_long=model_cfg.get("too_long_prompts", "fail"),
+    )
