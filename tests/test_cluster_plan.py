@@ -19,8 +19,8 @@ rule extract_traces_hidden:
     threads: 16
     resources: tmpdir=<TBD>, mem_mb=256000, mem=256 GB, runtime=2880, gpu=4, gpu_model=a100
 
-rule score_unary:
-    wildcards: dataset=mfrc, model=llama3-8b, prompt=main, testset=main_test_set
+rule score_breakdown:
+    wildcards: dataset=mfrc, model=llama3-8b, testset=main_test_set, kind=unary
     threads: 8
     resources: tmpdir=<TBD>, mem_mb=64000, runtime=720, gpu=1, gpu_model=a40
 
@@ -42,7 +42,7 @@ def test_parse_dry_run():
     jobs = parse_dry_run(DRY_RUN)
     assert [j.rule for j in jobs] == [
         "extract_traces_hidden",
-        "score_unary",
+        "score_breakdown",
         "estimate",
         "all",
         "pinned",
@@ -59,7 +59,7 @@ def test_partitions_follow_size_class():
     rows = {r["rule"]: r for r in plan(DRY_RUN)}
     assert "all" not in rows  # local rules never reach SLURM
     assert rows["extract_traces_hidden"]["partition"] == "a100"
-    assert rows["score_unary"]["partition"] == "a40"
+    assert rows["score_breakdown"]["partition"] == "a40"
     assert rows["estimate"]["partition"] == "cpu"
     assert rows["pinned"]["partition"] == "special"  # an explicit partition wins
 
@@ -94,9 +94,11 @@ GPU_RES = "    resources: mem_mb=1000, runtime=60, gpu=2, gpu_model=toy\n"
 TOY_DRY_RUN = (
     "rule extract_traces:\n"
     "    wildcards: dataset=toy, model=m2, prompt=p, testset=main_test_set\n" + GPU_RES + "\n"
-    "rule score_unary:\n    wildcards: dataset=toy, model=m2, testset=main_test_set\n"
+    "rule score_breakdown:\n"
+    "    wildcards: dataset=toy, model=m2, testset=main_test_set, kind=unary\n"
     + GPU_RES
-    + "\nrule score_binary:\n    wildcards: dataset=toy, model=m2, testset=main_test_set\n"
+    + "\nrule score_breakdown:\n"
+    "    wildcards: dataset=toy, model=m2, testset=main_test_set, kind=binary\n"
     + GPU_RES
     + "\nrule marginalize:\n"
     "    wildcards: dataset=toy, model=m2, prompt=p, testset=main_test_set, method=tm\n"
@@ -212,8 +214,8 @@ def test_test_set_sizes(toy_plan):
 
 def test_breakdown_counts_include_none(toy_plan):
     jobs = _jobs(toy_plan)
-    unary = jobs[("score_unary", "dataset=toy,model=m2,testset=main_test_set")]
-    binary = jobs[("score_binary", "dataset=toy,model=m2,testset=main_test_set")]
+    unary = jobs[("score_breakdown", "dataset=toy,model=m2,testset=main_test_set,kind=unary")]
+    binary = jobs[("score_breakdown", "dataset=toy,model=m2,testset=main_test_set,kind=binary")]
     assert unary.prompts == 40 * 4  # 3 labels + none
     assert binary.prompts == 40 * math.comb(4, 2)
     # header 40 + 2 shots x (300 + 16 block tokens) = 672; each query 300 + 16 = 316

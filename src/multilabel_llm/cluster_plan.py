@@ -721,10 +721,6 @@ WORK = {
     "extract_traces_hidden": work_traces,
     "extract_attention": work_attention,
     "score_breakdown": work_score_breakdown,
-    # the rule names before score_breakdown (plans of older checkouts)
-    "score_unary": work_breakdown("unary"),
-    "score_binary": work_breakdown("binary"),
-    "score_binary_reversed": work_breakdown("binary"),
     "marginalize": work_marginalize,
     "train_sft": work_sft,
     "train_demux": work_demux,
