@@ -47,6 +47,13 @@ class ReservedLayer(DynamicLayer):
         self.values = self._values[:, :, :end]
         return self.keys, self.values
 
+    def hold(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
+        """Take ready buffers (the first ``filled`` positions hold the cache; the rest is room)."""
+        self.lazy_initialization(keys, values)
+        self._keys, self._values, self.filled = keys, values, int(filled)
+        self.keys = self._keys[:, :, : self.filled]
+        self.values = self._values[:, :, : self.filled]
+
     def get_seq_length(self) -> int:
         return self.filled if self.is_initialized else 0
 
@@ -73,6 +80,25 @@ class ReservedLayer(DynamicLayer):
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.batch_select_indices(beam_idx)
+
+
+def length_groups(lengths: list[int], overhead: int) -> list[list[int]]:
+    """Split rows sorted by length into contiguous groups, one forward each, minimising the
+    tokens run (each group padded to its longest row) plus ``overhead`` tokens per forward."""
+    n = len(lengths)
+    if any(a > b for a, b in zip(lengths, lengths[1:], strict=False)):
+        raise ValueError("length_groups expects rows sorted by length")
+    best, cut = [0] + [float("inf")] * n, [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * lengths[end - 1] + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], n
+    while end > 0:
+        groups.append(list(range(cut[end], end)))
+        end = cut[end]
+    return groups[::-1]
 
 
 def reserved_cache(config, room: int) -> DynamicCache:

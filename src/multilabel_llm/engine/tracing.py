@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -153,6 +154,71 @@ class PrefixCache:
         )
         return out, out.past_key_values, mask, positions[:, -1:]
 
+    @torch.inference_mode()
+    def forward_suffix_groups(
+        self, suffixes: list[list[int]], pad_id: int, hidden: bool, room: int, overhead: int
+    ):
+        """``forward_suffixes`` with ``room`` reserved for decoding, for rows sorted by length,
+        run in groups of similar length (``kv_cache.length_groups``) so a short row is not
+        padded to the longest of the batch.
+
+        Every group writes into one cache laid out for the whole batch: the prefix, then each
+        row's suffix right-aligned at the batch's width; the gap before a short group's
+        suffixes holds zeros that the attention mask hides (position ids skip it). Same
+        results per row as one padded forward (``tests/test_kv_cache.py``).
+        """
+        from transformers.cache_utils import DynamicLayer
+
+        from .kv_cache import length_groups, reserved_cache
+
+        plain = self._cache_cls(config=self.model.config).layers
+        if not self.layers or any(type(layer) is not DynamicLayer for layer in plain):
+            return self.forward_suffixes(suffixes, pad_id, hidden=hidden, room=room)
+        batch, width, pre = len(suffixes), max(len(s) for s in suffixes), self.prefix_len
+        total = pre + width
+        buffers = []
+        for k, v in self.layers:
+            pair = []
+            for src in (k, v):
+                buf = src.new_empty((batch, src.shape[1], total + room, src.shape[-1]))
+                buf[:, :, :pre] = src
+                buf[:, :, pre:total].zero_()
+                pair.append(buf)
+            buffers.append(pair)
+        ids = torch.full((batch, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((batch, total), dtype=torch.long)
+        mask[:, :pre] = 1
+        for r, s in enumerate(suffixes):
+            ids[r, width - len(s) :] = torch.as_tensor(s)
+            mask[r, total - len(s) :] = 1
+        positions = pre + (mask[:, pre:].cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = (t.to(self.device) for t in (ids, mask, positions))
+        logits, states = [], []
+        for rows in length_groups([len(s) for s in suffixes], overhead):
+            lo, hi = rows[0], rows[-1] + 1
+            own = len(suffixes[rows[-1]])  # the group's longest row
+            view = reserved_cache(self.model.config, 0)
+            for layer, (kb, vb) in zip(view.layers, buffers, strict=True):
+                layer.hold(kb[lo:hi], vb[lo:hi], total - own)  # writes land in the buffers
+            out = self.model(
+                input_ids=ids[lo:hi, width - own :],
+                attention_mask=mask[lo:hi],
+                position_ids=positions[lo:hi, width - own :],
+                past_key_values=view,
+                use_cache=True,
+                logits_to_keep=1,
+                output_hidden_states=hidden,
+            )
+            logits.append(out.logits[:, -1:, :])
+            states.append(out.hidden_states[-1][:, -1:, :] if hidden else None)
+        cache = reserved_cache(self.model.config, room)
+        for layer, (kb, vb) in zip(cache.layers, buffers, strict=True):
+            layer.hold(kb, vb, total)
+        out = SimpleNamespace(
+            logits=torch.cat(logits), hidden_states=(torch.cat(states),) if hidden else None
+        )
+        return out, cache, mask, positions[:, -1:]
+
 
 def common_prefix_len(prefix_ids: list[int], prompts: list[list[int]]) -> int:
     """Longest run of ``prefix_ids`` every prompt starts with, leaving >= 1 suffix token.
@@ -195,6 +261,9 @@ class TraceEngine:
         self.label_scoring = label_scoring
         self.logit_kind = "logprob" if label_scoring == "lookahead" else "logit"
         self.device = input_device(model)
+        # tokens a separate prefill forward is worth: on CPU one forward's fixed cost is about
+        # 20 padded tokens' work; a GPU runs padding almost free but pays per launch
+        self.group_overhead = 24 if self.device.type == "cpu" else 512
         self.form_ids = _to_device_ids(label_tokens.form_ids, self.device)
         self.opener_ids = list(label_tokens.opener_ids)
         self.leadless = torch.as_tensor(label_tokens.leadless, device=self.device)
@@ -232,8 +301,12 @@ class TraceEngine:
     def _decode(self, suffixes: list[list[int]]) -> list[RawTrace]:
         batch = len(suffixes)
         # room for every decoding step, plus the lookahead's one-token probe
-        out, cache, mask, pos = self.prefix.forward_suffixes(
-            suffixes, self.pad_id, hidden=self.hidden_states, room=self.max_new_tokens + 1
+        out, cache, mask, pos = self.prefix.forward_suffix_groups(
+            suffixes,
+            self.pad_id,
+            hidden=self.hidden_states,
+            room=self.max_new_tokens + 1,
+            overhead=self.group_overhead,
         )
         gen = [[] for _ in range(batch)]
         gen_lp = [[] for _ in range(batch)]
