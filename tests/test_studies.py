@@ -251,3 +251,17 @@ def test_dag_without_hidden_states_builds(tmp_path):
     assert "train_probes" not in proc.stdout and "figures/fig7.png" not in proc.stdout
     assert "figures/fig2.png" in proc.stdout  # the other default studies are still planned
     assert "fig7 left out (default studies)" in proc.stderr
+
+
+def test_estimate_producer_covers_the_estimator_kinds_without_importing_them():
+    """studies spells the kinds out (the DAG imports it at every parse; estimators pulls in
+    pandas and scipy): they must stay the estimators' kinds minus the binary breakdown."""
+    import subprocess
+    import sys
+
+    from multilabel_llm.estimators import KINDS
+    from multilabel_llm.studies import DISTRIBUTION_PRODUCERS
+
+    assert set(DISTRIBUTION_PRODUCERS["estimate"]) == set(KINDS) - {"binary"}
+    code = "import sys, multilabel_llm.dag; assert 'scipy' not in sys.modules, 'scipy imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -31,8 +31,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .estimators import KINDS as ESTIMATOR_KINDS
-
 log = logging.getLogger(__name__)
 
 SFT_SUFFIX = "-sft"
@@ -116,7 +114,18 @@ PROBE_ARTIFACTS = ("fig7", "fig15")
 # methods_of_producer(cfg, producer).
 DISTRIBUTION_PRODUCERS: dict[str, tuple[str, ...]] = {
     # workflow/scripts/estimate.py (multilabel_llm.estimators.KINDS minus binary)
-    "estimate": tuple(kind for kind in ESTIMATOR_KINDS if kind != "binary"),
+    # (spelled out, not imported: the DAG parses this module at every job start, and the
+    # estimators module pulls in pandas and scipy; tests/test_studies.py checks they agree)
+    "estimate": (
+        "compare_to_none",
+        "compare_to_none_platt",
+        "hard_predictions",
+        "max_over_generations",
+        "token_probability",
+        "marginal_fixed_place",
+        "unary",
+        "constant",
+    ),
     # Bradley-Terry over pairwise answers; also writes the answer-position bias
     "estimate_binary": ("binary",),
     # needs the model (multilabel_llm.marginalization)
