@@ -84,5 +84,6 @@ rule marginalize:
     params:
         **dag.inference_params(),
         settings=lambda wc: dag.method_settings(wc.method),
+        engine=dag.engine_version,
     script:
         "../workflow/scripts/marginalize.py"

@@ -30,6 +30,7 @@ rule extract_traces:
     params:
         **dag.inference_params(),
         software=dag.software,  # torch/transformers versions: part of the --cache key
+        engine=dag.engine_version,  # engine/version.py: reruns when the engine changes
     script:
         "../workflow/scripts/extract_traces.py"
 
@@ -62,6 +63,7 @@ rule extract_attention:
         **dag.model_resources(),
     params:
         **dag.inference_params(),
+        engine=dag.engine_version,
     script:
         "../workflow/scripts/extract_attention.py"
 
@@ -91,5 +93,6 @@ rule score_breakdown:
         kind=lambda wc: wc.kind,
         demo_split=dag.demo_split,
         software=dag.software,  # torch/transformers versions: part of the --cache key
+        engine=dag.engine_version,  # engine/version.py: reruns when the engine changes
     script:
         "../workflow/scripts/score_breakdown.py"

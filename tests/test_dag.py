@@ -53,3 +53,26 @@ def test_the_grid_never_imports_snakemake():
         "assert 'snakemake' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_every_model_bound_rule_carries_the_engine_version(dag):
+    """Rules whose jobs run the inference engine take the engine version as a param, so their
+    outputs rerun when the engine changes what it writes (the params trigger). SFT trains
+    with peft, not the engine."""
+    import re
+    from pathlib import Path
+
+    from multilabel_llm.engine.version import ENGINE_VERSION
+
+    rules_dir = Path(__file__).resolve().parents[1] / "rules"
+    model_bound = []
+    for smk in sorted(rules_dir.glob("*.smk")):
+        for block in re.split(r"\n(?=rule |use rule )", smk.read_text()):
+            if block.startswith("rule ") and "dag.model_threads" in block and "sft" not in smk.name:
+                name = block.split()[1].rstrip(":")
+                model_bound.append(name)
+                assert "engine=dag.engine_version" in block, f"{smk.name}: rule {name}"
+    assert {"extract_traces", "extract_attention", "score_breakdown", "marginalize"} <= set(
+        model_bound
+    )
+    assert dag.engine_version == ENGINE_VERSION

@@ -269,3 +269,14 @@ def test_cache_key_moves_with_revision_and_software(tmp_path, monkeypatch):
         changed = {**real, package: "0.0.0-other"}
         monkeypatch.setattr(md, "software_versions", lambda changed=changed: changed)
         assert trace_cache_key(tmp_path) != base, f"{package} version is not in the key"
+
+
+def test_cache_key_moves_with_engine_version(tmp_path, monkeypatch):
+    """A finished trace made by an older engine is not restored from the cache (nor kept:
+    the version is a param, so Snakemake's params trigger reruns it)."""
+    from multilabel_llm.engine import version
+
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    base = trace_cache_key(tmp_path)
+    monkeypatch.setattr(version, "ENGINE_VERSION", version.ENGINE_VERSION + 1)
+    assert trace_cache_key(tmp_path) != base

@@ -220,6 +220,15 @@ class WorkflowDag:
 
         return software_versions()
 
+    @property
+    def engine_version(self) -> int:
+        """``engine.version.ENGINE_VERSION``: a param of the model-bound rules, so their
+        finished outputs rerun (and their ``--cache`` key moves) when the engine changes what
+        it writes."""
+        from .engine.version import ENGINE_VERSION
+
+        return ENGINE_VERSION
+
     # --- config slots ------------------------------------------------------------------------
 
     def dataset(self, name: str) -> dict:

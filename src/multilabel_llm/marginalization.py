@@ -44,6 +44,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Generator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -407,21 +408,25 @@ def marginal_label_probs(
 
 
 class SlotCache:
-    """A KV cache of ``slots`` rows, each one example's search: the shared prefix, then that
-    example's query suffix and the path currently cached (``lengths[r]`` tokens after the
-    prefix). Passed to the model as its cache; the model's 4D mask decides what each query
-    sees, so cropping a row back to a common prefix is just lowering its length.
+    """A KV cache of ``slots`` rows, each one example's search: that example's query suffix
+    and the path currently cached (``lengths[r]`` tokens after the shared prefix). Passed to
+    the model as its cache; the model's 4D mask decides what each query sees, so cropping a
+    row back to a common prefix is just lowering its length.
 
-    Storage per layer is preallocated (``slots``, kv heads, prefix + capacity + 1, head dim);
-    ``update`` scatters the new tokens' keys/values to the columns ``cols`` names (padding
-    goes to the last, never attended, column) and hands back views up to ``width``, so no
-    step copies the prefix (a growing ``DynamicCache`` re-concatenates it every forward).
+    With ``prefix_layers`` the shared prefix is copied in front of every row (columns
+    ``0 .. prefix_len``); without, the rows hold only their own tokens and the prefix is
+    attended once for all rows (``engine.shared_prefix``). Storage per layer is preallocated
+    (``slots``, kv heads, columns + capacity + 1, head dim); ``update`` scatters the new
+    tokens' keys/values to the columns ``cols`` names (padding goes to the last, never
+    attended, column) and hands back views up to ``width``, so no step copies the cache (a
+    growing ``DynamicCache`` re-concatenates it every forward).
     """
 
     def __init__(self, prefix_layers, slots: int, prefix_len: int, capacity: int):
         self.prefix_layers = prefix_layers  # [(k, v)] of shape (1, heads, prefix_len, dim)
-        self.slots, self.prefix_len = slots, prefix_len
-        self.total = prefix_len + capacity + 1  # + the trash column padding writes to
+        self.slots = slots
+        self.prefix_len = prefix_len if prefix_layers else 0  # columns before the rows' own
+        self.total = self.prefix_len + capacity + 1  # + the trash column padding writes to
         self.layers: dict[int, tuple] = {}
         self.cols = None  # (slots, n) columns this forward writes; trash for padding
         self.width = 0  # columns the attention reads this forward
@@ -439,6 +444,16 @@ class SlotCache:
                 v[:, :, : self.prefix_len] = pv.to(like.device)
             self.layers[layer] = (k, v)
         return self.layers[layer]
+
+    def keep_rows(self, rows) -> None:
+        """Drop every slot but ``rows`` (a finished search's row stops costing compute)."""
+        import torch
+
+        index = torch.as_tensor(rows, dtype=torch.long)
+        self.layers = {
+            i: (k[index.to(k.device)], v[index.to(v.device)]) for i, (k, v) in self.layers.items()
+        }
+        self.slots = len(rows)
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         import torch
@@ -480,6 +495,7 @@ def batched_marginals(
     import torch
 
     from .engine.loading import input_device
+    from .engine.shared_prefix import SharedPrefix, shared_prefix_attention, supports_shared_prefix
     from .engine.tracing import common_prefix_len
 
     settings = settings or SearchSettings()
@@ -498,58 +514,67 @@ def batched_marginals(
     prefix_layers = []
     if cut:
         with torch.inference_mode():
-            out = model(input_ids=torch.tensor([prompts[0][:cut]], device=device), use_cache=True)
+            # only the KV is wanted: one logits row, not prefix x vocabulary
+            out = model(
+                input_ids=torch.tensor([prompts[0][:cut]], device=device),
+                use_cache=True,
+                logits_to_keep=1,
+            )
         prefix_layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
 
     def decode(ids: list[int]) -> str:
         return tokenizer.decode(ids, skip_special_tokens=True)
 
+    shared = None  # the prefix attended once for every row, where the model allows it
+    if prefix_layers and supports_shared_prefix(model):
+        shared = SharedPrefix(prefix_layers)
     results: list[MarginalResult | None] = [None] * len(prompts)
-    for start in range(0, len(prompts), batch_size):
-        wave = list(range(start, min(start + batch_size, len(prompts))))
-        t0 = time.time()
-        _run_wave(
-            model,
-            device,
-            prompts,
-            wave,
-            cut,
-            prefix_layers,
-            int(pad),
-            settings,
-            results,
-            lambda: search_steps(
-                decode, eos, parse_fn, labels, settings, is_complete, finalize_text
-            ),
-        )
-        share = (time.time() - t0) / len(wave)
-        for i in wave:
-            results[i].seconds = share
+    with shared_prefix_attention(model) if shared else nullcontext():
+        for start in range(0, len(prompts), batch_size):
+            wave = list(range(start, min(start + batch_size, len(prompts))))
+            t0 = time.time()
+            searches = {
+                r: search_steps(decode, eos, parse_fn, labels, settings, is_complete, finalize_text)
+                for r in range(len(wave))
+            }
+            queries = [prompts[i][cut:] for i in wave]
+            wave_cache = SlotCache(
+                None if shared else prefix_layers,
+                len(wave),
+                cut,
+                max(len(q) for q in queries) + settings.max_new_tokens + 1,
+            )
+            for r, result in _run_wave(
+                model, device, queries, cut, wave_cache, shared, pad, searches
+            ):
+                results[wave[r]] = result
+            share = (time.time() - t0) / len(wave)
+            for i in wave:
+                results[i].seconds = share
     return results
 
 
-def _run_wave(model, device, prompts, wave, cut, prefix_layers, pad, settings, results, new_search):
-    """Run the searches of the examples ``wave`` (indices into ``prompts``) to the end."""
+def _run_wave(model, device, queries, cut, cache, shared, pad, searches):
+    """Drive the searches (row -> generator) over their ``queries`` (tokens after the shared
+    prefix of ``cut`` tokens) to the end; yield (row, result) as each finishes."""
     import torch
 
-    n = len(wave)
-    queries = [prompts[i][cut:] for i in wave]
-    capacity = max(len(q) for q in queries) + settings.max_new_tokens + 1
-    cache = SlotCache(prefix_layers, n, cut, capacity)
-    trash = cache.total - 1
     dtype = getattr(model, "dtype", torch.float32)
     dtype = dtype if dtype.is_floating_point else torch.float32
     # transformers >= 5.2x names the argument ``cache`` (``past_key_values`` is deprecated)
     cache_kw = (
         "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     )
-    searches = [new_search() for _ in wave]
-    requests = [next(s) for s in searches]  # a fresh search always asks for the root first
-    cached: list[list[int]] = [[] for _ in wave]  # tokens after the prefix in each row
-    alive = set(range(n))
-    while alive:
-        wants, news, bases = {}, [[] for _ in range(n)], [0] * n
-        for r in alive:
+    extra = {"shared_prefix": shared} if shared is not None else {}
+    before = cache.prefix_len  # cache columns before a row's own tokens
+    trash = cache.total - 1
+    requests = {r: next(search) for r, search in searches.items()}  # the root comes first
+    cached = {r: [] for r in searches}  # tokens after the prefix in each row
+    slots = sorted(searches)  # the example of each cache slot
+    while slots:
+        n = len(slots)
+        wants, news, bases = [], [], []
+        for r in slots:
             want = queries[r] + requests[r]
             common = 0
             for a, b in zip(cached[r], want, strict=False):
@@ -557,19 +582,21 @@ def _run_wave(model, device, prompts, wave, cut, prefix_layers, pad, settings, r
                     break
                 common += 1
             common = min(common, len(want) - 1)  # feed at least one token to get logits
-            wants[r], news[r], bases[r] = want, want[common:], common
+            wants.append(want)
+            news.append(want[common:])
+            bases.append(common)
         width_in = max(len(x) for x in news)
         ids = torch.full((n, width_in), pad, dtype=torch.long)
         cols = torch.full((n, width_in), trash, dtype=torch.long)
         qcol = torch.zeros((n, width_in), dtype=torch.long)  # padding queries see column 0
-        for r in alive:
-            off = width_in - len(news[r])  # left padding: every row's last input is real
-            ids[r, off:] = torch.as_tensor(news[r])
-            span = torch.arange(len(news[r])) + cut + bases[r]
-            cols[r, off:] = span
-            qcol[r, off:] = span
+        for slot, (new, base) in enumerate(zip(news, bases, strict=True)):
+            off = width_in - len(new)  # left padding: every row's last input is real
+            ids[slot, off:] = torch.as_tensor(new)
+            span = torch.arange(len(new)) + before + base
+            cols[slot, off:] = span
+            qcol[slot, off:] = span
         cache.cols = cols
-        cache.width = max(1, max(cut + bases[r] + len(news[r]) for r in alive))
+        cache.width = max(1, max(before + b + len(x) for b, x in zip(bases, news, strict=True)))
         # a row's cache is contiguous from column 0, so "at or before my own column" is both
         # the causal mask and the crop: columns past a row's length hold a dropped branch
         see = torch.arange(cache.width)[None, None, :] <= qcol[:, :, None]
@@ -578,16 +605,24 @@ def _run_wave(model, device, prompts, wave, cut, prefix_layers, pad, settings, r
             out = model(
                 input_ids=ids.to(device),
                 attention_mask=mask[:, None].to(device),
-                position_ids=qcol.to(device),
+                position_ids=(qcol + (cut - before)).to(device),
                 use_cache=True,
                 logits_to_keep=1,
                 **{cache_kw: cache},
+                **extra,
             )
             logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu().numpy()
-        for r in sorted(alive):
-            cached[r] = wants[r]
+        if shared is not None:
+            shared.check(type(model).__name__)
+        done = []
+        for slot, r in enumerate(slots):
+            cached[r] = wants[slot]
             try:
-                requests[r] = searches[r].send(logprobs[r])
+                requests[r] = searches[r].send(logprobs[slot])
             except StopIteration as stop:
-                results[wave[r]] = stop.value
-                alive.discard(r)
+                done.append(slot)
+                yield r, stop.value
+        if done:
+            keep = [slot for slot in range(n) if slot not in done]
+            cache.keep_rows(keep)
+            slots = [slots[slot] for slot in keep]

@@ -45,13 +45,10 @@ from .identity import (  # noqa: F401  (re-exported: sft.py, tests and the CLI u
 )
 from .label_tokens import detect_label_tokens
 from .tracing import StopRule, TraceEngine, common_prefix_len, finalize, first_label_hidden
+from .version import ENGINE_VERSION
 
 log = logging.getLogger(__name__)
 
-# Bump when a change to the engine alters what a shard holds for the same inputs, so shards
-# written by the older engine are recomputed instead of merged with new ones. 4: queries
-# prefilled in length groups (label logits move by up to 1e-5).
-ENGINE_VERSION = 4
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -32,6 +33,7 @@ from ..prompts import LABEL_SCORINGS, fallback_labels, parse_output
 from ..traces import LabelStep, Trace
 from .label_tokens import LabelTokens
 from .loading import input_device
+from .shared_prefix import SharedPrefix, shared_prefix_attention, supports_shared_prefix
 
 
 class StopRule:
@@ -101,6 +103,7 @@ class PrefixCache:
 
     def __init__(self, model, prefix_ids: list[int]):
         from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
 
         self.model = model
         self.device = input_device(model)
@@ -109,9 +112,37 @@ class PrefixCache:
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         if prefix_ids:
             with torch.inference_mode():
-                out = model(input_ids=_to_device_ids([prefix_ids], self.device), use_cache=True)
+                # only the KV is wanted: one logits row, not prefix x vocabulary
+                out = model(
+                    input_ids=_to_device_ids([prefix_ids], self.device),
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
             cache = out.past_key_values
             self.layers = [(layer.keys, layer.values) for layer in cache.layers]
+        plain = DynamicCache(config=model.config).layers
+        # the batch attends to this one copy of the prefix (engine/shared_prefix.py) where the
+        # model's attention allows it; else each row's cache starts with a copy of it
+        self.shared = None
+        if (
+            self.layers
+            and all(type(layer) is DynamicLayer for layer in plain)
+            and supports_shared_prefix(model)
+        ):
+            self.shared = SharedPrefix(self.layers)
+        self.rows_hold_prefix = self.shared is None  # what the last batch's cache holds
+
+    def attention(self):
+        """The context the batch's forwards run in (shared-prefix attention, if used)."""
+        return shared_prefix_attention(self.model) if self.shared else nullcontext()
+
+    def forward(self, **kwargs):
+        """One forward of the batch over the prefix (inside :meth:`attention`)."""
+        if self.rows_hold_prefix:
+            return self.model(**kwargs)
+        out = self.model(**kwargs, shared_prefix=self.shared)
+        self.shared.check(type(self.model).__name__)
+        return out
 
     def expanded(self, batch: int, room: int = 0):
         """The prefix over ``batch`` rows; ``room`` > 0 reserves space for that many more
@@ -143,6 +174,7 @@ class PrefixCache:
         positions = self.prefix_len + (sub.cumsum(-1) - 1).clamp(min=0)
         ids, mask, positions = (t.to(self.device) for t in (ids, mask, positions))
         cache = self.expanded(batch, room + width if room else 0)
+        self.rows_hold_prefix = True
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -175,23 +207,26 @@ class PrefixCache:
         if not self.layers or any(type(layer) is not DynamicLayer for layer in plain):
             return self.forward_suffixes(suffixes, pad_id, hidden=hidden, room=room)
         batch, width, pre = len(suffixes), max(len(s) for s in suffixes), self.prefix_len
-        total = pre + width
+        self.rows_hold_prefix = self.shared is None
+        held = pre if self.rows_hold_prefix else 0  # prefix columns each row's cache holds
+        total = held + width
         buffers = []
         for k, v in self.layers:
             pair = []
             for src in (k, v):
                 buf = src.new_empty((batch, src.shape[1], total + room, src.shape[-1]))
-                buf[:, :, :pre] = src
-                buf[:, :, pre:total].zero_()
+                if held:
+                    buf[:, :, :held] = src
+                buf[:, :, held:total].zero_()
                 pair.append(buf)
             buffers.append(pair)
         ids = torch.full((batch, width), pad_id, dtype=torch.long)
         mask = torch.zeros((batch, total), dtype=torch.long)
-        mask[:, :pre] = 1
+        mask[:, :held] = 1
         for r, s in enumerate(suffixes):
             ids[r, width - len(s) :] = torch.as_tensor(s)
             mask[r, total - len(s) :] = 1
-        positions = pre + (mask[:, pre:].cumsum(-1) - 1).clamp(min=0)
+        positions = pre + (mask[:, held:].cumsum(-1) - 1).clamp(min=0)
         ids, mask, positions = (t.to(self.device) for t in (ids, mask, positions))
         logits, states = [], []
         for rows in length_groups([len(s) for s in suffixes], overhead):
@@ -200,7 +235,7 @@ class PrefixCache:
             view = reserved_cache(self.model.config, 0)
             for layer, (kb, vb) in zip(view.layers, buffers, strict=True):
                 layer.hold(kb[lo:hi], vb[lo:hi], total - own)  # writes land in the buffers
-            out = self.model(
+            out = self.forward(
                 input_ids=ids[lo:hi, width - own :],
                 attention_mask=mask[lo:hi],
                 position_ids=positions[lo:hi, width - own :],
@@ -297,8 +332,11 @@ class TraceEngine:
                 progress.update(len(chunk))
         return results
 
-    @torch.inference_mode()
     def _decode(self, suffixes: list[list[int]]) -> list[RawTrace]:
+        with torch.inference_mode(), self.prefix.attention():
+            return self._decode_batch(suffixes)
+
+    def _decode_batch(self, suffixes: list[list[int]]) -> list[RawTrace]:
         batch = len(suffixes)
         # room for every decoding step, plus the lookahead's one-token probe
         out, cache, mask, pos = self.prefix.forward_suffix_groups(
@@ -352,7 +390,7 @@ class TraceEngine:
                 alive = [alive[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
             pos = pos + 1
-            out = self.model(
+            out = self.prefix.forward(
                 input_ids=nxt[:, None],
                 attention_mask=mask,
                 position_ids=pos,
@@ -387,7 +425,7 @@ class TraceEngine:
         mask1 = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
         for opener in self.opener_ids:
             ids = torch.full((logits.shape[0], 1), opener, dtype=torch.long, device=self.device)
-            nxt = self.model(
+            nxt = self.prefix.forward(
                 input_ids=ids,
                 attention_mask=mask1,
                 position_ids=pos + 1,
