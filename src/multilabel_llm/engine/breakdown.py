@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import NONE_LABEL
 from ..prompts import demo_pool_frame
 from .label_tokens import answer_tokens
-from .tracing import PrefixCache, common_prefix_len
+from .tracing import PrefixCache, common_prefix_len, prefill_group_overhead
 
 UNARY_HEADER = (
     'Classify the following question-label pairs as either "reasonable" or "unreasonable". '
@@ -104,12 +104,16 @@ def score_next_token(
     out = np.zeros((len(prompts), len(tokens.forms)), dtype=np.float32)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     bar = tqdm(total=len(prompts), unit="prompt", desc=desc, mininterval=1)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        res, *_ = cache.forward_suffixes([prompts[i][cut:] for i in chunk], int(pad))
-        vals = res.logits[:, -1, :].float().index_select(-1, form_ids).cpu().numpy()
-        out[chunk] = vals
-        bar.update(len(chunk))
+    overhead = prefill_group_overhead(device)
+    with cache.attention():  # every row attends to the one prefix copy, where the model can
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]  # sorted by length: grouped prefill
+            res, *_ = cache.forward_suffix_groups(
+                [prompts[i][cut:] for i in chunk], int(pad), hidden=False, room=0, overhead=overhead
+            )
+            vals = res.logits[:, -1, :].float().index_select(-1, form_ids).cpu().numpy()
+            out[chunk] = vals
+            bar.update(len(chunk))
     bar.close()
     return tokens.reduce(out)
 

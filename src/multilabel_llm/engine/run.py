@@ -50,7 +50,6 @@ from .version import ENGINE_VERSION
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class RunPlan:
     """Everything a run needs that does not depend on the model's weights."""

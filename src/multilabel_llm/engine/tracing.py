@@ -255,6 +255,13 @@ class PrefixCache:
         return out, cache, mask, positions[:, -1:]
 
 
+def prefill_group_overhead(device: torch.device) -> int:
+    """Tokens a separate prefill forward is worth (``kv_cache.length_groups``): on CPU one
+    forward's fixed cost is about 20 padded tokens' work; a GPU runs padding almost free but
+    pays per launch."""
+    return 24 if device.type == "cpu" else 512
+
+
 def common_prefix_len(prefix_ids: list[int], prompts: list[list[int]]) -> int:
     """Longest run of ``prefix_ids`` every prompt starts with, leaving >= 1 suffix token.
 
@@ -296,9 +303,7 @@ class TraceEngine:
         self.label_scoring = label_scoring
         self.logit_kind = "logprob" if label_scoring == "lookahead" else "logit"
         self.device = input_device(model)
-        # tokens a separate prefill forward is worth: on CPU one forward's fixed cost is about
-        # 20 padded tokens' work; a GPU runs padding almost free but pays per launch
-        self.group_overhead = 24 if self.device.type == "cpu" else 512
+        self.group_overhead = prefill_group_overhead(self.device)
         self.form_ids = _to_device_ids(label_tokens.form_ids, self.device)
         self.opener_ids = list(label_tokens.opener_ids)
         self.leadless = torch.as_tensor(label_tokens.leadless, device=self.device)
