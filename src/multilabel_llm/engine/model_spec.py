@@ -43,8 +43,9 @@ QUANTIZATIONS = ("8bit", "4bit")
 # Queries decoded (or breakdown prompts scored) together when neither the model nor its size
 # class sets a batch size: small, so CPU runs keep their memory and latency low.
 DEFAULT_BATCH_SIZE = 16
-# Share of each GPU's free memory given to weights; the rest holds the batch's KV cache
-# (1,000-token prefix x batch), activations and the attention pass's maps.
+# Share of each GPU's free memory given to weights; the rest holds the KV cache (the prefix
+# once, engine/shared_prefix.py, plus each row's own tokens), activations and the attention
+# pass's maps (whose eager attention still copies the prefix per row).
 WEIGHT_SHARE = 0.8
 GPU_DTYPE = "bfloat16"  # the GPU default when a model config names no dtype
 GB = 1e9
