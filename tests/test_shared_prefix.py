@@ -150,3 +150,22 @@ def test_prefix_cache_copies_the_prefix_for_models_that_cannot_share(monkeypatch
     monkeypatch.setattr(tracing, "supports_shared_prefix", lambda model: False)
     cache = tracing.PrefixCache(model, prefix)
     assert cache.shared is None and cache.rows_hold_prefix
+
+
+def test_half_precision_scores_are_summed_in_float32():
+    """bf16 inputs: scores, softmax and sums in float32, only the output rounded to bf16."""
+    torch.manual_seed(2)
+    query = (4 * torch.randn(2, 4, 3, 16)).bfloat16()
+    key, value = (torch.randn(2, 2, 5, 16).bfloat16() for _ in "kv")
+    prefix_k, prefix_v = (torch.randn(1, 2, 40, 16).bfloat16() for _ in "kv")
+    shared = sp.SharedPrefix([(prefix_k, prefix_v)])
+    got, _ = sp.cascade_attention(
+        SimpleNamespace(layer_idx=0), query, key, value, None, shared_prefix=shared
+    )
+    allowed = (torch.arange(5)[None, :] <= torch.arange(3)[:, None] + 2).expand(2, -1, -1)
+    wide = [t.double() for t in (query, prefix_k, prefix_v, key, value)]
+    want = plain_attention(*wide, allowed)
+    assert got.dtype == torch.bfloat16
+    # one bf16 rounding of the output (relative 2^-8), nothing more
+    torch.testing.assert_close(got.double(), want, atol=0, rtol=2**-8)
+    assert shared.layer(0, torch.float32)[0] is shared.layer(0, torch.float32)[0]  # widened once

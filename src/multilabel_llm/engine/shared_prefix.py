@@ -34,6 +34,17 @@ class SharedPrefix:
         self.layers = layers
         self.length = int(layers[0][0].shape[-2])
         self.calls = 0  # attention calls since the last check()
+        self._widened: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def layer(self, idx: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``idx``'s prefix keys/values as (kv heads, length, head dim) in ``dtype``
+        (a half-precision prefix is widened once, not at every step)."""
+        k, v = self.layers[idx]
+        if k.dtype == dtype:
+            return k[0], v[0]
+        if idx not in self._widened:
+            self._widened[idx] = (k[0].to(dtype), v[0].to(dtype))
+        return self._widened[idx]
 
     def check(self, model_name: str) -> None:
         """Raise unless every attention layer of the last forward attended to the prefix."""
@@ -117,23 +128,23 @@ def cascade_attention(
     for unsupported in ("sliding_window", "softcap", "s_aux"):
         if kwargs.get(unsupported) is not None:
             raise NotImplementedError(f"shared-prefix attention does not support {unsupported}")
-    prefix_k, prefix_v = shared_prefix.layers[module.layer_idx]
     shared_prefix.calls += 1
     batch, heads, q_len, dim = query.shape
     kv_heads, kv_len = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     scale = scaling if scaling is not None else dim**-0.5
-    acc = torch.promote_types(query.dtype, torch.float32)  # softmax sums: float32 or wider
+    # scores and sums in float32 (or wider): bf16 scores would round logits by ~1e-2
+    acc = torch.promote_types(query.dtype, torch.float32)
     # head h reads kv head h // groups: a kv head's queries are one block of rows
-    q = query.reshape(batch, kv_heads, groups * q_len, dim)
+    q = query.reshape(batch, kv_heads, groups * q_len, dim).to(acc)
 
     # the prefix: every row's queries against its one copy, in blocks of bounded size
     rows = q.transpose(0, 1).reshape(kv_heads, batch * groups * q_len, dim)
-    pk, pv = prefix_k[0].to(q.dtype), prefix_v[0].to(acc)
+    pk, pv = shared_prefix.layer(module.layer_idx, acc)
     step = max(1, _SCORE_ELEMENTS // max(1, kv_heads * shared_prefix.length))
     out_p, max_p, sum_p = [], [], []
     for lo in range(0, rows.shape[1], step):
-        scores = torch.matmul(rows[:, lo : lo + step], pk.transpose(-1, -2)).to(acc) * scale
+        scores = torch.matmul(rows[:, lo : lo + step], pk.transpose(-1, -2)) * scale
         top = scores.amax(-1, keepdim=True)
         weights = torch.exp(scores - top)
         max_p.append(top)
@@ -147,7 +158,7 @@ def cascade_attention(
     out_p, max_p, sum_p = per_row(out_p), per_row(max_p), per_row(sum_p)
 
     # the row's own tokens, masked; a fully masked row (padding) contributes nothing
-    scores = torch.matmul(q, key.transpose(-1, -2)).to(acc) * scale
+    scores = torch.matmul(q, key.to(acc).transpose(-1, -2)) * scale
     scores = scores.reshape(batch, kv_heads, groups, q_len, kv_len)
     scores = _masked_scores(scores, attention_mask, q_len, kv_len)
     scores = scores.reshape(batch, kv_heads, groups * q_len, kv_len)
