@@ -36,7 +36,6 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from scipy.special import expit, softmax
-from scipy.stats import spearmanr
 
 from . import NONE_LABEL
 from .analyses import counted_steps
@@ -573,6 +572,8 @@ def position_bias(
     mean_scores = (scores - scores.mean(axis=1, keepdims=True)).mean(axis=0)
     corr = float("nan")
     if len(mean_scores) > 1 and np.ptp(mean_scores) > 1e-9:
+        from scipy.stats import spearmanr  # here: scipy.stats costs ~0.5 s per job's import
+
         corr = float(spearmanr(np.arange(len(mean_scores)), mean_scores).statistic)
     return {
         "orders": orders,
