@@ -101,6 +101,21 @@ def test_batched_equals_per_example_search(char_llama, settings):
     assert all(g.seconds > 0 for g in got)
 
 
+def test_prefix_copied_per_row_for_models_that_cannot_share_it(char_llama, monkeypatch):
+    """The path for sliding-window and other models outside the shared-prefix attention:
+    each row's cache starts with a copy of the prefix; the same search results."""
+    from multilabel_llm.engine import shared_prefix
+
+    monkeypatch.setattr(shared_prefix, "supports_shared_prefix", lambda model: False)
+    tok = CharTokenizer()
+    prompts = [tok(p.replace("\n", " "))["input_ids"] for p in PROMPTS]
+    settings = SearchSettings(max_paths=4, max_expansions=24, max_new_tokens=8)
+    got = batched_marginals(
+        char_llama, tok, prompts, ["a", "b"], parse_chars, settings, batch_size=2
+    )
+    assert_same(got, reference(char_llama, tok, prompts, settings))
+
+
 def test_stop_rule_and_no_shared_prefix(char_llama):
     tok = CharTokenizer()
     # the prompts share no first token: nothing to cache, every row holds its whole prompt
