@@ -120,15 +120,14 @@ class PrefixCache:
                 )
             cache = out.past_key_values
             self.layers = [(layer.keys, layer.values) for layer in cache.layers]
-        plain = DynamicCache(config=model.config).layers
+        # grouped prefill and the shared prefix need plain layers (not sliding-window ones)
+        self.plain_layers = all(
+            type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers
+        )
         # the batch attends to this one copy of the prefix (engine/shared_prefix.py) where the
         # model's attention allows it; else each row's cache starts with a copy of it
         self.shared = None
-        if (
-            self.layers
-            and all(type(layer) is DynamicLayer for layer in plain)
-            and supports_shared_prefix(model)
-        ):
+        if self.layers and self.plain_layers and supports_shared_prefix(model):
             self.shared = SharedPrefix(self.layers)
         self.rows_hold_prefix = self.shared is None  # what the last batch's cache holds
 
@@ -199,12 +198,9 @@ class PrefixCache:
         suffixes holds zeros that the attention mask hides (position ids skip it). Same
         results per row as one padded forward (``tests/test_kv_cache.py``).
         """
-        from transformers.cache_utils import DynamicLayer
-
         from .kv_cache import length_groups, reserved_cache
 
-        plain = self._cache_cls(config=self.model.config).layers
-        if not self.layers or any(type(layer) is not DynamicLayer for layer in plain):
+        if not self.layers or not self.plain_layers:
             return self.forward_suffixes(suffixes, pad_id, hidden=hidden, room=room)
         batch, width, pre = len(suffixes), max(len(s) for s in suffixes), self.prefix_len
         self.rows_hold_prefix = self.shared is None
