@@ -409,7 +409,7 @@ def marginal_label_probs(
 
 class SlotCache:
     """A KV cache of ``slots`` rows, each one example's search: that example's query suffix
-    and the path currently cached (``lengths[r]`` tokens after the shared prefix). Passed to
+    and the path currently cached (the tokens after the shared prefix). Passed to
     the model as its cache; the model's 4D mask decides what each query sees, so cropping a
     row back to a common prefix is just lowering its length.
 
@@ -422,10 +422,11 @@ class SlotCache:
     growing ``DynamicCache`` re-concatenates it every forward).
     """
 
-    def __init__(self, prefix_layers, slots: int, prefix_len: int, capacity: int):
+    def __init__(self, prefix_layers, slots: int, capacity: int):
         self.prefix_layers = prefix_layers  # [(k, v)] of shape (1, heads, prefix_len, dim)
         self.slots = slots
-        self.prefix_len = prefix_len if prefix_layers else 0  # columns before the rows' own
+        # columns before the rows' own tokens
+        self.prefix_len = int(prefix_layers[0][0].shape[-2]) if prefix_layers else 0
         self.total = self.prefix_len + capacity + 1  # + the trash column padding writes to
         self.layers: dict[int, tuple] = {}
         self.cols = None  # (slots, n) columns this forward writes; trash for padding
@@ -541,7 +542,6 @@ def batched_marginals(
             wave_cache = SlotCache(
                 None if shared else prefix_layers,
                 len(wave),
-                cut,
                 max(len(q) for q in queries) + settings.max_new_tokens + 1,
             )
             for r, result in _run_wave(
