@@ -53,7 +53,8 @@ rule demo_pool:
     params:
         testsets=lambda wc: dag.evaluated_testsets(wc.dataset),
         demo_split=dag.demo_split,
-        need=dag.demo_shots_needed(),
+        need=dag.demo_shots_needed,
+        need_from=dag.demo_shots_source,
     script:
         "../workflow/scripts/demo_pool.py"
 

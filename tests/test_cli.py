@@ -181,3 +181,28 @@ def test_console_script_runs():
     )
     assert done.returncode == 0, done.stderr
     assert "trace" in done.stdout and "score" in done.stdout and "plan" in done.stdout
+
+
+# --- issue 26, items 7 and 8: traces of another dataset, a cut-short trace file ------------------
+
+
+def test_score_traces_of_another_dataset_says_so(inputs, traced, tmp_path, capsys):
+    from multilabel_llm.datasets.canonical import load_canonical
+
+    other = load_canonical(inputs / "data")
+    other.examples["id"] = "r" + other.examples["id"].str[1:]  # same labels, other ids
+    save_canonical(other, tmp_path / "other")
+    argv = ["score", "--data", str(tmp_path / "other"), "--traces", str(traced)]
+    assert main([*argv, "--method", "compare_to_none"]) == 2
+    err = capsys.readouterr().err
+    assert "3 of the 3 examples of" in err and "are not in dataset" in err
+    assert "KeyError" not in err
+
+
+def test_score_cut_short_traces_names_the_file(inputs, traced, tmp_path, capsys):
+    cut = tmp_path / "traces.jsonl.gz"
+    cut.write_bytes(traced.read_bytes()[:-40])
+    (tmp_path / "traces.meta.json").write_bytes((traced.parent / "traces.meta.json").read_bytes())
+    argv = ["score", "--data", str(inputs / "data"), "--traces", str(cut)]
+    assert main([*argv, "--method", "compare_to_none"]) == 2
+    assert f"--traces: {cut} ends before its compressed stream does" in capsys.readouterr().err

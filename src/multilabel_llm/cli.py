@@ -202,12 +202,49 @@ def _method(flag: str, name: str, config: _Config) -> tuple[str, dict]:
     )
 
 
+def _read_traces(path: str):
+    """A trace file, or a CliError naming it when it is cut short or not a trace file."""
+    import gzip
+    import json
+    import zlib
+
+    from .traces import read_traces
+
+    try:
+        return read_traces(path)
+    except EOFError:
+        raise CliError(
+            f"--traces: {path} ends before its compressed stream does (cut short while it was "
+            "written or copied?); copy it again or rerun the step that wrote it"
+        ) from None
+    except (gzip.BadGzipFile, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CliError(f"--traces: {path} is not a readable trace file ({err})") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise CliError(f"--traces: {path}: {err}") from None
+
+
+def _check_traces_match(path: str, traces, dataset) -> None:
+    """Traces of another dataset: its labels or ids differ; say so instead of a KeyError."""
+    meta, rows = traces
+    if list(meta.labels) != list(dataset.labels):
+        raise CliError(
+            f"--traces: {path} was traced with labels {meta.labels}, dataset {dataset.name} has "
+            f"{list(dataset.labels)}; give the dataset the traces were made from"
+        )
+    known = set(dataset.examples["id"].astype(str))
+    foreign = [t.id for t in rows if str(t.id) not in known]
+    if foreign:
+        raise CliError(
+            f"--traces: {len(foreign)} of the {len(rows)} examples of {path} are not in dataset "
+            f"{dataset.name}, e.g. {foreign[:3]}; give the dataset the traces were made from"
+        )
+
+
 def cmd_score(args) -> int:
     import pandas as pd
 
     from .alignment_scoring import BootstrapSettings, score_distribution
     from .estimators import estimate
-    from .traces import read_traces
 
     if not args.traces and not args.dist:
         raise CliError("give what to score: --traces FILE with --method NAME, or --dist NAME=FILE")
@@ -219,9 +256,17 @@ def cmd_score(args) -> int:
     if args.traces:
         if not Path(args.traces).is_file():
             raise CliError(f"--traces: file {args.traces} does not exist")
-        traces = read_traces(args.traces)
+        traces = _read_traces(args.traces)
+        _check_traces_match(args.traces, traces, dataset)
     default = [t.id for t in traces[1]] if traces else None
     ids = _ids(args, dataset, default)
+    if traces:
+        missing = sorted(set(ids) - {t.id for t in traces[1]})
+        if missing:
+            raise CliError(
+                f"--traces: {args.traces} has no trace for {len(missing)} of the {len(ids)} "
+                f"examples to score, e.g. {missing[:3]}; trace them, or pick ids it has"
+            )
     bootstrap = BootstrapSettings(n=args.bootstrap_n, seed=args.seed)
     frames = {}
     for name in args.method or []:

@@ -228,6 +228,8 @@ def _cross_checks(cfg: dict) -> list[str]:
                 f"allowed values: {sorted(classes)}"
             )
     problems += _model_spec_checks(cfg)
+    problems += _model_source_checks(cfg)
+    problems += _dataset_label_checks(cfg)
     problems += _renamed_key_checks(cfg)
     from .studies import method_contract_problems
 
@@ -265,6 +267,45 @@ def _model_spec_checks(cfg: dict) -> list[str]:
                 f"config key 'models.{slot}.quantization': {quant} loading needs a GPU "
                 f"(bitsandbytes), but size class {size!r} has gpu: 0; use a GPU size class "
                 f"or quantization: null"
+            )
+    return problems
+
+
+def _model_source_checks(cfg: dict) -> list[str]:
+    """A slot loads from the first of gguf, path, hf_id: a ``path`` next to a ``gguf`` would be
+    ignored without a word and the traces would be the GGUF model's."""
+    problems = []
+    for slot, model in (cfg.get("models") or {}).items():
+        model = model or {}
+        if model.get("gguf") and model.get("path"):
+            problems.append(
+                f"config key 'models.{slot}.path': {model['path']!r} would be ignored, because "
+                f"models.{slot}.gguf is set too and a GGUF is loaded first (order: gguf, path, "
+                f"hf_id); to load the checkpoint at path, also set models.{slot}.gguf=null"
+            )
+    return problems
+
+
+def _dataset_label_checks(cfg: dict) -> list[str]:
+    """Label names listed in a dataset config: each once, and none named like the prompts'
+    no-label answer (compare-to-none would compare that label with itself)."""
+    from . import NONE_LABEL
+
+    problems = []
+    for slot, data in (cfg.get("datasets") or {}).items():
+        labels = (data or {}).get("labels") or []
+        seen: set[str] = set()
+        twice = sorted({lab for lab in labels if lab in seen or seen.add(lab)})
+        if twice:
+            problems.append(
+                f"config key 'datasets.{slot}.labels': {twice} listed more than once; "
+                f"list each label once"
+            )
+        reserved = [lab for lab in labels if str(lab).strip().lower() == NONE_LABEL]
+        if reserved:
+            problems.append(
+                f"config key 'datasets.{slot}.labels': {reserved[0]!r} is the pipeline's own "
+                f"no-label answer ({NONE_LABEL!r}); rename that label (e.g. 'no_{NONE_LABEL}')"
             )
     return problems
 

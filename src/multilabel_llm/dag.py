@@ -386,18 +386,33 @@ class WorkflowDag:
     def evaluated_ids(self, wc) -> list[str]:
         return [self.testset_ids(wc.dataset, t) for t in self.evaluated_testsets(wc.dataset)]
 
-    def demo_shots_needed(self) -> int:
-        """The most demonstrations any prompt (or its dataset templates) or breakdown asks for."""
-        shots = [int(self.config["breakdown"].get("n_shots", 10))]
+    def demo_shots_needed(self, wc) -> int:
+        """The most demonstrations the dataset's runs ask for (rule demo_pool's ``need``)."""
+        return self.demo_shots_asked(wc.dataset)[0]
+
+    def demo_shots_source(self, wc) -> str:
+        """The config key asking for the most demonstrations, named when the pool is short."""
+        return self.demo_shots_asked(wc.dataset)[1]
+
+    def demo_shots_asked(self, dataset: str) -> tuple[int, str]:
+        """(shots, config key) of the largest demo request of any prompt (or its dataset
+        template) and, when a breakdown method scores this dataset, of ``breakdown.n_shots``."""
+        asked = [
+            (int(self.prompt(name).get("n_shots", 10)), f"prompts.{name}.n_shots")
+            for name in self.prompts
+        ]
         for name in self.prompts:
-            cfg = self.prompt(name)
-            shots.append(int(cfg.get("n_shots", 10)))
-            shots += [
-                int(t["n_shots"])
-                for t in (cfg.get("templates") or {}).values()
-                if "n_shots" in (t or {})
-            ]
-        return max(shots)
+            for key, template in (self.prompt(name).get("templates") or {}).items():
+                if "n_shots" in (template or {}):
+                    asked.append(
+                        (int(template["n_shots"]), f"prompts.{name}.templates.{key}.n_shots")
+                    )
+        if any(
+            self.method_kind(run["method"]) in ("unary", "binary")
+            for run in self.scored_runs(dataset)
+        ):
+            asked.append((int(self.config["breakdown"].get("n_shots", 10)), "breakdown.n_shots"))
+        return max(asked, key=lambda item: item[0], default=(0, "prompts"))
 
     # --- inference ---------------------------------------------------------------------------
 

@@ -20,7 +20,10 @@ evaluated = {
     name: read_id_list(path)
     for name, path in zip(params.testsets, snakemake.input.ids, strict=True)
 }
-pool = select_demo_pool(dataset, params.demo_split, evaluated, int(params.need))
+try:
+    pool = select_demo_pool(dataset, params.demo_split, evaluated, int(params.need))
+except ValueError as err:  # name the config key asking for that many demonstrations
+    raise ValueError(f"{err} ({params.need_from} asks for {params.need})") from None
 write_id_list(snakemake.output[0], pool)
 logging.info(
     "%s: demo pool of %d ids from %r, excluding test sets %s",

@@ -46,7 +46,26 @@ def prepare(dataset_cfg: dict, root: str | os.PathLike = ".") -> CanonicalDatase
             f"dataset config {dataset_cfg.get('name')!r}: multilabel={expected} but the {loader} "
             f"loader produced multilabel={dataset.multilabel}"
         )
+    check_label_names(dataset.labels, f"dataset {dataset_cfg.get('name')!r} ({loader} loader)")
     return dataset
+
+
+def check_label_names(labels: list[str], source: str) -> None:
+    """Each label once, none named like the prompts' no-label answer: a label ``none`` makes
+    compare-to-none compare that label with itself (0.5 everywhere, in published tables)."""
+    from .. import NONE_LABEL
+    from ._common import DatasetFormatError
+
+    seen: set[str] = set()
+    twice = sorted({lab for lab in labels if lab in seen or seen.add(lab)})
+    if twice:
+        raise DatasetFormatError(f"{source}: labels {twice} appear more than once; list each once")
+    reserved = [lab for lab in labels if str(lab).strip().lower() == NONE_LABEL]
+    if reserved:
+        raise DatasetFormatError(
+            f"{source}: label {reserved[0]!r} is the pipeline's own no-label answer "
+            f"({NONE_LABEL!r}); rename it in the data or with the dataset config's labels"
+        )
 
 
 def input_files(dataset_cfg: dict, root: str | os.PathLike = ".") -> list[str]:
@@ -74,6 +93,7 @@ def input_files(dataset_cfg: dict, root: str | os.PathLike = ".") -> list[str]:
 
 
 __all__ = [
+    "check_label_names",
     "input_files",
     "LOADERS",
     "CanonicalDataset",
