@@ -49,6 +49,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+DEFINITIONS = ("ours", "authors")
+ESTIMATORS = ("any_place", "token_probability", "fixed_place")
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -59,8 +62,53 @@ class SearchSettings:
     top_k: int | None = 20
     min_path_mass: float = 1e-4
     strategy: str = "rollout"  # rollout (pop, then follow the best child to the end) | best_first
+    # ours: the greedy path (most likely child from the root on) is completed first and never
+    # cut by min_path_mass or the expansion budget, so a row keeps mass on what greedy names
+    # (null = on for ours, off for authors)
+    keep_greedy: bool | None = None
+    # ours | authors (Praharaj & Kasundra's code, reproduced: module docstring, docs/metrics.md)
+    definition: str = "ours"
+    # authors only: any_place (their DFS, estimator 3) | token_probability | fixed_place (their
+    # greedy walk, estimators 1 and 2); ours reads estimators 1 and 2 off the traces instead
+    estimator: str = "any_place"
+    # authors only: credit a label wherever the decoded text ends with it, so "S1" is credited
+    # while "S10" is being written (their defect; null = on for authors). Off: a label that
+    # another label continues is credited only once the next token shows it ended
+    suffix_credit: bool | None = None
+    eos_stop_p: float = 0.7  # authors' DFS: an EOS child this likely ends the sibling loop
+    eos_check: int = 3  # authors' DFS: with EOS in the nucleus only this many children are checked
+    eos_expand: int = 2  # ... and only this many of them expanded
 
     def __post_init__(self):
+        if self.definition not in DEFINITIONS:
+            raise ValueError(
+                f"marginalization definition must be one of {DEFINITIONS}, got {self.definition!r}"
+            )
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"marginalization estimator must be one of {ESTIMATORS}, got {self.estimator!r}"
+            )
+        if self.definition == "ours" and self.estimator != "any_place":
+            raise ValueError(
+                f"marginalization estimator {self.estimator!r} needs definition: authors (ours "
+                f"reads estimators 1 and 2 off the traces: method kinds token_probability and "
+                f"marginal_fixed_place)"
+            )
+        if self.definition == "ours" and self.suffix_credit:
+            raise ValueError(
+                "marginalization suffix_credit: true needs definition: authors (ours parses "
+                "complete paths, so no label is credited inside another)"
+            )
+        if self.definition == "authors" and self.keep_greedy:
+            raise ValueError(
+                "marginalization keep_greedy: true is ours; definition: authors prunes as the "
+                "authors did (set keep_greedy: false or definition: ours)"
+            )
+        if not 0.0 < self.eos_stop_p <= 1.0 or self.eos_check < 1 or self.eos_expand < 0:
+            raise ValueError(
+                f"marginalization needs eos_stop_p in (0, 1], eos_check >= 1, eos_expand >= 0, "
+                f"got {self.eos_stop_p}, {self.eos_check}, {self.eos_expand}"
+            )
         if self.strategy not in ("rollout", "best_first"):
             raise ValueError(
                 f"marginalization strategy must be rollout|best_first, got {self.strategy!r}"
@@ -91,6 +139,20 @@ class SearchSettings:
         return cls(**params)
 
     @property
+    def greedy_kept(self) -> bool:
+        """Whether the greedy path is completed whatever the cuts (ours; null = ours)."""
+        if self.keep_greedy is None:
+            return self.definition == "ours"
+        return bool(self.keep_greedy)
+
+    @property
+    def credits_suffixes(self) -> bool:
+        """Whether a label is credited wherever the text ends with it (the authors' defect)."""
+        if self.suffix_credit is None:
+            return self.definition == "authors"
+        return bool(self.suffix_credit)
+
+    @property
     def expansion_budget(self) -> int:
         if self.max_expansions is not None:
             return int(self.max_expansions)
@@ -115,6 +177,7 @@ class MarginalResult:
     n_expansions: int
     paths: list[CompletePath] = field(default_factory=list)
     seconds: float = 0.0
+    definition: str = "ours"  # authors: ``lower`` holds the authors' values (no normalisation)
 
     @property
     def n_paths(self) -> int:
@@ -131,6 +194,13 @@ class MarginalResult:
         return np.clip(self.lower / self.explored_mass, 0.0, 1.0)
 
     def probs(self, estimate: str = "normalized") -> np.ndarray:
+        if self.definition == "authors":
+            if estimate != "lower":
+                raise ValueError(
+                    f"marginalization definition: authors has no {estimate!r} estimate (the "
+                    f"authors do not normalise); set the method's params.estimate: lower"
+                )
+            return np.clip(self.lower, 0.0, 1.0)
         if estimate == "normalized":
             return self.normalized
         if estimate == "lower":
@@ -174,6 +244,10 @@ def search_steps(
     batched forward. Both therefore explore the same paths in the same order.
     """
     settings = settings or SearchSettings()
+    if settings.definition == "authors":
+        if settings.estimator == "any_place":
+            return (yield from authors_dfs_steps(decode, eos_ids, labels, settings))
+        return (yield from authors_walk_steps(decode, eos_ids, labels, settings))
     start = time.time()
     labels = list(labels)
     index = {lab: k for k, lab in enumerate(labels)}
@@ -201,9 +275,10 @@ def search_steps(
 
     budget = settings.expansion_budget
 
-    def expand(tokens: list[int], mass: float, logprobs: np.ndarray):
+    def expand(tokens: list[int], mass: float, logprobs: np.ndarray, greedy: bool = False):
         """Complete or prune the nucleus children of one forward pass; return the open ones
-        (best first) and whether the most likely child ended the path."""
+        (best first) and whether the most likely child ended the path. On the ``greedy``
+        path the most likely child is never cut by ``min_path_mass``."""
         nonlocal unexplored, expansions
         logprobs = np.asarray(logprobs, dtype=np.float64)
         expansions += 1
@@ -222,7 +297,7 @@ def search_steps(
             ):
                 complete(child, child_mass)
                 best_done |= rank == 0
-            elif child_mass < settings.min_path_mass:
+            elif child_mass < settings.min_path_mass and not (greedy and rank == 0):
                 unexplored += child_mass
                 best_done |= rank == 0
             else:
@@ -232,19 +307,24 @@ def search_steps(
     def push(child, child_mass):
         heapq.heappush(frontier, (-math.log(child_mass), next(counter), child, child_mass))
 
-    while frontier and len(paths) < settings.max_paths and expansions < budget:
+    # keep_greedy: the root's pop follows the greedy path to its end whatever the strategy,
+    # the expansion budget or min_path_mass say (the cuts apply to its siblings), so a row
+    # never loses what greedy decoding names
+    greedy = settings.greedy_kept
+    while frontier and len(paths) < settings.max_paths and (greedy or expansions < budget):
         _, _, tokens, mass = heapq.heappop(frontier)
-        children, best_done = expand(tokens, mass, (yield tokens))
+        children, best_done = expand(tokens, mass, (yield tokens), greedy)
         # rollout: follow the most likely child to the end of the list, queueing its siblings,
         # so every pop completes a path (a DFS over top-p tokens, heaviest branch first)
-        while settings.strategy == "rollout" and children and not best_done:
+        while (settings.strategy == "rollout" or greedy) and children and not best_done:
             (child, child_mass), siblings = children[0], children[1:]
             for sib, sib_mass in siblings:
                 push(sib, sib_mass)
-            if expansions >= budget:
+            if expansions >= budget and not greedy:
                 children = [(child, child_mass)]
                 break
-            children, best_done = expand(child, child_mass, (yield child))
+            children, best_done = expand(child, child_mass, (yield child), greedy)
+        greedy = False
         for child, child_mass in children:
             push(child, child_mass)
     unexplored += sum(node[3] for node in frontier)
@@ -258,6 +338,177 @@ def search_steps(
         n_expansions=expansions,
         paths=paths,
         seconds=time.time() - start,
+    )
+
+
+def _label_hits(text: str, labels: Sequence[str], settings: SearchSettings, extended: set[str]):
+    """Labels the decoded ``text`` ends with, as the authors credit them: ``(credited now,
+    deferred)``. With ``suffix_credit`` off, a label another label continues ("S1" of
+    "S10") is deferred until the next token shows whether it ended."""
+    hits = [k for k, lab in enumerate(labels) if lab and text.endswith(lab)]
+    if settings.credits_suffixes:
+        return hits, []
+    now = [k for k in hits if labels[k] not in extended]
+    return now, [k for k in hits if labels[k] in extended]
+
+
+def _extended_labels(labels: Sequence[str]) -> set[str]:
+    """Labels that another label of the set starts with ("S1" when "S10" is a label)."""
+    return {a for a in labels for b in labels if a != b and b.startswith(a)}
+
+
+def _ends_label(before: str, after: str) -> bool:
+    """Whether the text ``after`` (a continuation of ``before``) leaves a label that ends
+    ``before`` ended: nothing or a non-alphanumeric character follows."""
+    rest = after[len(before) :] if after.startswith(before) else after
+    return not rest or not rest[0].isalnum()
+
+
+def authors_walk_steps(
+    decode: Callable[[list[int]], str],
+    eos_ids: set[int],
+    labels: Sequence[str],
+    settings: SearchSettings,
+) -> Generator[list[int], np.ndarray, MarginalResult]:
+    """Estimators 1 and 2 as the authors computed them (``definition: authors``): greedy
+    decoding up to ``max_new_tokens`` (their 50) or EOS, with no stop at the end of the list;
+    at every step whose decoded text ends with a label, the label is credited the step's
+    full-vocabulary token probability (``token_probability``) or the running product of the
+    probabilities of every crediting step so far, this one included (``fixed_place``: the
+    completing tokens of ``unsafe`` and of repeats enter the product); a later repeat
+    overwrites the value. ``suffix_credit`` off: a label another label continues is credited
+    only where the text that follows it does not continue a word."""
+    start = time.time()
+    labels = list(labels)
+    extended = set() if settings.credits_suffixes else _extended_labels(labels)
+    tokens: list[int] = []
+    step_probs: list[float] = []
+    texts: list[str] = []
+    mass = 1.0
+    expansions = 0
+    for _ in range(settings.max_new_tokens):
+        logprobs = np.asarray((yield tokens), dtype=np.float64)
+        expansions += 1
+        probs = np.exp(logprobs - logprobs.max())
+        probs = probs / probs.sum()
+        tok = int(np.argmax(probs))
+        mass *= float(probs[tok])
+        if tok in eos_ids:
+            break
+        tokens = [*tokens, tok]
+        step_probs.append(float(probs[tok]))
+        texts.append(decode(tokens))
+    values = np.zeros(len(labels))
+    running = 1.0
+    final = texts[-1] if texts else ""
+    credited: list[str] = []
+    for step, (text, p) in enumerate(zip(texts, step_probs, strict=True)):
+        now, deferred = _label_hits(text, labels, settings, extended)
+        following = texts[step + 1] if step + 1 < len(texts) else final
+        now += [k for k in deferred if _ends_label(text, following)]
+        if not now:
+            continue
+        running *= p  # once per crediting step
+        for k in now:
+            values[k] = p if settings.estimator == "token_probability" else running
+            credited.append(labels[k])
+    return MarginalResult(
+        labels=labels,
+        lower=values,
+        explored_mass=mass,
+        unexplored_mass=1.0 - mass,
+        unparsed_mass=0.0,
+        n_expansions=expansions,
+        paths=[CompletePath(tokens, final, mass, list(dict.fromkeys(credited)))],
+        seconds=time.time() - start,
+        definition="authors",
+    )
+
+
+def authors_dfs_steps(
+    decode: Callable[[list[int]], str],
+    eos_ids: set[int],
+    labels: Sequence[str],
+    settings: SearchSettings,
+) -> Generator[list[int], np.ndarray, MarginalResult]:
+    """Estimator 3 as the authors computed it (``definition: authors``): a depth-first search
+    over the top-p children (most likely first, ``top_k`` null in their setting). A node whose
+    path probability is below ``min_path_mass`` (their eps 0.01) is pruned before it is
+    expanded; a path also ends at EOS or ``max_new_tokens``. Every checked child whose decoded
+    text ends with a label credits that label its path probability times its token
+    probability, summed over the tree (no normalisation; clipped to 1 when read). EOS rules:
+    once an EOS child with p >= ``eos_stop_p`` (0.7) is met, its later siblings are not looked
+    at; when EOS is in the nucleus only the top ``eos_check`` (3) children are checked and the
+    top ``eos_expand`` (2) expanded. An EOS child credits nothing. ``suffix_credit`` off: a
+    label another label continues is credited, at the node that wrote it, the share of that
+    node's nucleus children that end it (EOS or a non-alphanumeric start), or in full where
+    the node is not expanded."""
+    start = time.time()
+    labels = list(labels)
+    extended = set() if settings.credits_suffixes else _extended_labels(labels)
+    values = np.zeros(len(labels))
+    paths: list[CompletePath] = []
+    totals = {"explored": 0.0, "unexplored": 0.0, "expansions": 0}
+
+    def visit(tokens: list[int], mass: float, text: str, deferred: list[int]):
+        if mass < settings.min_path_mass or len(tokens) >= settings.max_new_tokens:
+            for k in deferred:  # not expanded: nothing says the label went on
+                values[k] += mass
+            if mass < settings.min_path_mass:
+                totals["unexplored"] += mass
+            else:
+                totals["explored"] += mass
+                paths.append(CompletePath(tokens, text, mass, None))
+            return
+        logprobs = np.asarray((yield tokens), dtype=np.float64)
+        totals["expansions"] += 1
+        ids, probs = nucleus(logprobs, settings.top_p, settings.top_k)
+        ids, probs = [int(t) for t in ids], [float(p) for p in probs]
+        totals["unexplored"] += mass * max(0.0, 1.0 - sum(probs))
+        children = [
+            (tok, p, None if tok in eos_ids else decode([*tokens, tok]))
+            for tok, p in zip(ids, probs, strict=True)
+        ]
+        for k in deferred:
+            values[k] += sum(
+                mass * p for _, p, child in children if child is None or _ends_label(text, child)
+            )
+        n_check, n_expand = len(children), len(children)
+        if any(child is None for *_, child in children):
+            n_check, n_expand = min(settings.eos_check, n_check), settings.eos_expand
+        for rank, (tok, p, child_text) in enumerate(children):
+            child_mass = mass * p
+            if rank >= n_check:
+                totals["unexplored"] += child_mass
+                continue
+            if child_text is None:  # EOS: the path ends here
+                totals["explored"] += child_mass
+                paths.append(CompletePath(tokens, text, child_mass, None))
+                if p >= settings.eos_stop_p:
+                    totals["unexplored"] += sum(mass * q for _, q, _ in children[rank + 1 :])
+                    break
+                continue
+            now, later = _label_hits(child_text, labels, settings, extended)
+            for k in now:
+                values[k] += child_mass
+            if rank < n_expand:
+                yield from visit([*tokens, tok], child_mass, child_text, later)
+            else:
+                totals["unexplored"] += child_mass
+                for k in later:
+                    values[k] += child_mass
+
+    yield from visit([], 1.0, "", [])
+    return MarginalResult(
+        labels=labels,
+        lower=values,
+        explored_mass=float(totals["explored"]),
+        unexplored_mass=float(totals["unexplored"]),
+        unparsed_mass=0.0,
+        n_expansions=int(totals["expansions"]),
+        paths=paths,
+        seconds=time.time() - start,
+        definition="authors",
     )
 
 
@@ -373,6 +624,7 @@ def marginal_label_probs(
     finalize_text: Callable[[str], str] | None = None,
     prompt_ids: Sequence[int] | None = None,
     add_special_tokens: bool = True,
+    **more_settings,
 ) -> MarginalResult:
     """Marginal P(label in generated list) for one prompt (HF transformers model).
 
@@ -387,6 +639,7 @@ def marginal_label_probs(
         top_k=top_k,
         min_path_mass=min_path_mass,
         strategy=strategy,
+        **more_settings,  # keep_greedy, definition, estimator, ... (SearchSettings)
     )
     if prompt_ids is None:
         prompt_ids = tokenizer(prompt_text, add_special_tokens=add_special_tokens)["input_ids"]
