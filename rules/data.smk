@@ -7,6 +7,8 @@ rule prepare_dataset:
     input:
         # only files that exist: a missing one fails in the loader, naming its source
         files=dag.dataset_files,
+        # the config and raw-file digests that decide the table (rewritten when they change)
+        decided=dag.decided_dataset,
     output:
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
@@ -27,6 +29,7 @@ rule build_testsets:
         table=f"{RESULTS}/data/{{dataset}}/examples.parquet",
         meta=f"{RESULTS}/data/{{dataset}}/meta.json",
         ids_file=dag.testset_files,
+        decided=dag.decided_testset,
     output:
         ids=f"{RESULTS}/data/{{dataset}}/testsets/{{testset}}.txt",
     log:

@@ -20,6 +20,7 @@ Slot contracts made explicit here:
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,8 @@ class WorkflowDag:
         self.breakdown_dir = f"{self.results}/breakdown/{{dataset}}/{{model}}/{{testset}}"
         self.figures = FIGURES
         self.mechanism_tables = MECHANISM_TABLES
+        self._decided_written: set[str] = set()
+        self._digests: dict = {}
 
     @property
     def trace_analyses(self) -> tuple[str, ...]:
@@ -353,6 +356,46 @@ class WorkflowDag:
                 }
         raise DagError(f"no model slot builds the stand-in {standin!r}")
 
+    # --- what decided an output (decision files) ---------------------------------------------
+
+    def decided(self, group: str, name: str, content: dict) -> str:
+        """``{results}/decided/{group}/{name}.json``: the config values (and raw-file digests)
+        that decide a family of outputs, as an input of the rules that write them. It is
+        rewritten only when its content changes, so its new mtime reruns exactly the jobs it
+        decides, also where Snakemake's own records cannot see the change: a raw file edited
+        with its mtime kept, or a results folder copied or moved (Snakemake keys its records
+        of params by path). Input functions call this, so only jobs of the DAG write one."""
+        path = f"{self.results}/decided/{group}/{name}.json"
+        if path not in self._decided_written:
+            write_decision(path, content)
+            self._decided_written.add(path)
+        return path
+
+    def decided_dataset(self, wc) -> str:
+        """Rule prepare_dataset: the dataset config and a digest of each raw file it reads."""
+        from .datasets import input_files
+
+        cfg = self.dataset(wc.dataset)
+        files = {f: file_digest(f, self._digests) for f in input_files(cfg)}
+        return self.decided("datasets", wc.dataset, {"config": cfg, "files": files})
+
+    def decided_testset(self, wc) -> str:
+        """Rule build_testsets: the test set's config and a digest of its id file, if any."""
+        from .testsets import input_files
+
+        cfg = self.testset_cfg(wc)
+        files = {
+            f: file_digest(f, self._digests)
+            for f in input_files(self.dataset(wc.dataset), wc.testset)
+        }
+        return self.decided(f"testsets/{wc.dataset}", wc.testset, {"config": cfg, "files": files})
+
+    def decided_model(self, model: str) -> str:
+        """Model-bound rules: the model params (batch size of its size class included) and the
+        engine version."""
+        content = {"model": self.model_params(model), "engine": self.engine_version}
+        return self.decided("models", model, content)
+
     # --- data --------------------------------------------------------------------------------
 
     def data(self, dataset: str, name: str) -> str:
@@ -437,6 +480,17 @@ class WorkflowDag:
         adapter = self.model(wc.model).get("adapter")
         if adapter:
             inputs["adapter"] = adapter.format(**_wildcards(wc))
+        # what decides the job's output, as files that travel with the results folder
+        wildcards = _wildcards(wc)
+        inputs["decided_model"] = self.decided_model(wc.model)
+        if "prompt" in wildcards:
+            inputs["decided_prompt"] = self.decided("prompts", wc.prompt, self.prompt(wc.prompt))
+        else:  # breakdown prompts: their own header and demos
+            inputs["decided_prompt"] = self.decided(
+                "prompts", "_breakdown", self.config["breakdown"]
+            )
+        if "method" in wildcards:  # marginalize
+            inputs["decided_method"] = self.decided("methods", wc.method, self.method(wc.method))
         return inputs | self.model_files(wc.model)
 
     def inference_params(self) -> dict:
@@ -486,6 +540,7 @@ class WorkflowDag:
         inputs = {
             "meta": self.data(wc.dataset, "meta.json"),
             "ids": self.testset_ids(wc.dataset, wc.testset),
+            "decided_method": self.decided("methods", wc.method, self.method(wc.method)),
         }
         model = self.trace_model(wc.method, wc.model)
         if kind in ESTIMATOR_TRACE_KINDS:
@@ -562,6 +617,7 @@ class WorkflowDag:
             "meta": self.data(wc.dataset, "meta.json"),
             "ids": [self.testset_ids(wc.dataset, t) for t in self.scored_testsets(wc.dataset)],
             "dists": [self.distribution(wc.dataset, run) for run in self.scored_runs(wc.dataset)],
+            "decided": self.decided("scoring", "alignment", self.config["alignment"]),
         }
 
     def scoring_params(self) -> dict:
@@ -1000,3 +1056,40 @@ class WorkflowDag:
 def _exts(csv: str, exts: tuple[str, ...]) -> list[str]:
     stem = csv.removesuffix(".csv")
     return [f"{stem}.{ext}" for ext in exts]
+
+
+def file_digest(path: str | Path, memo: dict | None = None) -> str:
+    """sha256 of a file's content. ``memo`` (path -> (stat key, digest)) skips rereading a file
+    whose size, mtime, ctime and inode are unchanged: an edit that keeps the mtime (cp -p,
+    rsync -t, touch -r) still moves the ctime, which no user command can set back."""
+    import hashlib
+
+    info = os.stat(path)
+    key = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+    if memo is not None and memo.get(str(path), (None,))[0] == key:
+        return memo[str(path)][1]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    value = f"sha256:{digest.hexdigest()}"
+    if memo is not None:
+        memo[str(path)] = (key, value)
+    return value
+
+
+def write_decision(path: str | Path, content: dict) -> bool:
+    """Write ``content`` as JSON at ``path`` unless the file already holds exactly it (its mtime
+    then stays, so nothing reruns); True when written."""
+    import json
+
+    from .io import write_text
+
+    text = json.dumps(content, sort_keys=True, indent=1, default=str) + "\n"
+    try:
+        if Path(path).read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    write_text(path, text)
+    return True
