@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .. import NONE_LABEL
-from ..prompts import LABEL_SCORINGS, fallback_labels, parse_output
+from ..prompts import LABEL_SCORINGS, fallback_labels, llama_guard_done, parse_output
 from ..traces import LabelStep, Trace
 from .label_tokens import LabelTokens
 from .loading import input_device
@@ -50,6 +50,8 @@ class StopRule:
     def text_done(self, text: str) -> bool:
         if any(s in text for s in self.stop):
             return True
+        if self.label_format == "llama_guard":  # "safe" / "unsafe\nS1,S3" (prompts.py)
+            return llama_guard_done(text)
         if self.label_format == "json":
             start = text.find("{")
             return start >= 0 and "}" in text[start:]
