@@ -15,13 +15,12 @@ import random
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
 from .. import NONE_LABEL
 from ..prompts import demo_pool_frame
+from .hf_backend import as_backend
 from .label_tokens import answer_tokens
-from .tracing import PrefixCache, common_prefix_len, prefill_group_overhead
+from .tracing import common_prefix_len
 
 UNARY_HEADER = (
     'Classify the following question-label pairs as either "reasonable" or "unreasonable". '
@@ -82,7 +81,6 @@ def binary_query(text: str, a: str, b: str) -> str:
     return BINARY_BLOCK.format(text=text, a=a, b=b, answer="").rstrip()
 
 
-@torch.inference_mode()
 def score_next_token(
     model,
     tokenizer,
@@ -92,29 +90,20 @@ def score_next_token(
     batch_size: int = 32,
     desc: str = "breakdown",
 ) -> np.ndarray:
-    """(n_queries, n_answers) next-token logits, max over each answer's surface forms."""
+    """(n_queries, n_answers) next-token scores, max over each answer's surface forms.
+
+    ``model``: a backend (engine/backend.py) or a bare transformers model (Hugging Face).
+    The scores are logits (Hugging Face) or log-probs (vLLM): the answers' probabilities, a
+    softmax over them, are the same either way.
+    """
+    backend = as_backend(model, tokenizer)
     tokens = answer_tokens(tokenizer, answers)
     prompts = [tokenizer(prefix + q).input_ids for q in queries]
     prefix_tok = tokenizer(prefix).input_ids
     cut = common_prefix_len(prefix_tok, prompts)
-    cache = PrefixCache(model, prefix_tok[:cut])
-    device = cache.device
-    form_ids = torch.as_tensor(tokens.form_ids, device=device)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out = np.zeros((len(prompts), len(tokens.forms)), dtype=np.float32)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    bar = tqdm(total=len(prompts), unit="prompt", desc=desc, mininterval=1)
-    overhead = prefill_group_overhead(device)
-    with cache.attention():  # every row attends to the one prefix copy, where the model can
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]  # sorted by length: grouped prefill
-            res, *_ = cache.forward_suffix_groups(
-                [prompts[i][cut:] for i in chunk], int(pad), hidden=False, room=0, overhead=overhead
-            )
-            vals = res.logits[:, -1, :].float().index_select(-1, form_ids).cpu().numpy()
-            out[chunk] = vals
-            bar.update(len(chunk))
-    bar.close()
+    out = backend.next_token_scores(
+        prefix_tok[:cut], prompts, list(tokens.form_ids), batch_size=batch_size, desc=desc
+    )
     return tokens.reduce(out)
 
 

@@ -2,9 +2,13 @@
 
 Each rule (``extract_traces``, ``score_breakdown``, ``extract_attention``,
 ``marginalize``) opens its run the same way (:func:`open_run`: the canonical dataset, the
-job's threads, the model with its adapter, placed as its :class:`ModelSpec` says) and then
-calls one function of engine/run.py, breakdown.py or attention.py. The workflow scripts are
-adapters over these functions.
+job's threads, the backend that runs the job, with the model and its adapter placed as its
+:class:`ModelSpec` says) and then calls one function of engine/run.py, breakdown.py or
+attention.py. The workflow scripts are adapters over these functions.
+
+The backend is the model config's ``backend`` (``hf`` or ``vllm``) when it can do what the job
+needs, else Hugging Face (:func:`~.backend.engine_for`: hidden states, attention weights,
+the lookahead scoring and marginalisation run on Hugging Face).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from ..datasets.canonical import CanonicalDataset, load_canonical
 from ..io import read_id_list, write_csv, write_parquet
 from ..prompts import pick_template
 from ..traces import read_traces
-from .loading import ModelSpec, load_model
+from .backend import backend_class, engine_for
+from .loading import ModelSpec
 from .run import (
     extract_traces,
     marginalize,
@@ -29,13 +34,23 @@ from .run import (
 
 @dataclass
 class OpenedRun:
-    """A run's dataset and loaded model: what every inference rule starts from."""
+    """A run's dataset and loaded backend: what every inference rule starts from."""
 
     dataset: CanonicalDataset
-    model: object
-    tokenizer: object
+    backend: object  # engine/backend.py: the Hugging Face or vLLM engine with the model
     spec: ModelSpec  # how the model was loaded (batch size, placement)
     adapter: str | None  # the LoRA applied on top, if any (the argument, else the config's)
+
+    @property
+    def tokenizer(self):
+        return self.backend.tokenizer
+
+    @property
+    def model(self):
+        """The transformers model (jobs that need one open their run with that need)."""
+        if self.backend.name != "hf":
+            raise TypeError(f"the {self.backend.name} backend holds no transformers model")
+        return self.backend.model
 
 
 def open_run(
@@ -46,8 +61,10 @@ def open_run(
     threads: int | None = None,
     resources: dict | None = None,
     placeholders: dict | None = None,
+    needs: tuple[str, ...] = (),
 ) -> OpenedRun:
-    """Load the canonical dataset in ``data_dir`` and the model of ``model_cfg``.
+    """Load the canonical dataset in ``data_dir`` and the model of ``model_cfg`` on the engine
+    that can do what the job ``needs`` (names of :data:`~.backend.NEEDS`).
 
     ``threads`` (else the config's ``threads``) bounds torch's CPU threads. ``adapter`` (else
     the config's ``adapter``) is applied on top; ``placeholders`` fill a ``{dataset}``-style
@@ -60,8 +77,8 @@ def open_run(
     if adapter and placeholders:
         adapter = str(adapter).format(**placeholders)
     spec = ModelSpec.from_config(model_cfg, resources)
-    model, tokenizer = load_model(model_cfg, adapter=adapter, spec=spec)
-    return OpenedRun(dataset, model, tokenizer, spec, adapter)
+    backend = backend_class(engine_for(model_cfg, *needs)).load(model_cfg, spec, adapter)
+    return OpenedRun(dataset, backend, spec, adapter)
 
 
 def extract_traces_from_files(
@@ -80,26 +97,33 @@ def extract_traces_from_files(
     resources: dict | None = None,
 ) -> dict:
     """The ``extract_traces`` rule: canonical dataset dir + id list -> traces (+ hidden)."""
-    run = open_run(data_dir, model_cfg, adapter=adapter, threads=threads, resources=resources)
-    return extract_traces(
-        run.dataset,
-        read_id_list(ids_path),
-        run.model,
-        run.tokenizer,
-        prompt_cfg,
-        out_path,
-        model_name=model_cfg.get("name", ""),
-        demo_split=demo_split,
-        template=pick_template(prompt_cfg, loader, run.dataset.name),
-        shard_size=int(model_cfg.get("shard_size", 64)),
-        batch_size=run.spec.batch_size,
-        hidden_path=hidden_path,
-        backend=model_cfg.get("backend", "hf"),
-        pool_ids=read_pool(demo_pool),
-        identity=run_identity(model_cfg, run.adapter),
-        max_context=model_cfg.get("max_context"),
-        too_long=model_cfg.get("too_long_prompts", "fail"),
+    needs = ("hidden_states",) if hidden_path else ()
+    if (prompt_cfg.get("label_scoring") or "first_token") != "first_token":
+        needs += ("lookahead",)
+    run = open_run(
+        data_dir, model_cfg, adapter=adapter, threads=threads, resources=resources, needs=needs
     )
+    try:
+        return extract_traces(
+            run.dataset,
+            read_id_list(ids_path),
+            run.backend,
+            run.tokenizer,
+            prompt_cfg,
+            out_path,
+            model_name=model_cfg.get("name", ""),
+            demo_split=demo_split,
+            template=pick_template(prompt_cfg, loader, run.dataset.name),
+            shard_size=int(model_cfg.get("shard_size", 64)),
+            batch_size=run.spec.batch_size,
+            hidden_path=hidden_path,
+            pool_ids=read_pool(demo_pool),
+            identity=run_identity(model_cfg, run.adapter),
+            max_context=model_cfg.get("max_context"),
+            too_long=model_cfg.get("too_long_prompts", "fail"),
+        )
+    finally:
+        run.backend.close()
 
 
 def breakdown_from_files(
@@ -123,17 +147,21 @@ def breakdown_from_files(
         raise ValueError(f"breakdown kind {kind!r}: expected one of {list(breakdown.SCORERS)}")
     run = open_run(data_dir, model_cfg, adapter=adapter, threads=threads, resources=resources)
     opts = prompt_cfg.get("breakdown") or {}
-    frame = breakdown.SCORERS[kind](
-        run.model,
-        run.tokenizer,
-        run.dataset,
-        read_id_list(ids_path),
-        demo_split=demo_split,
-        n_shots=int(opts.get("n_shots", 10)),
-        seed=int(opts.get("seed", 0)),
-        batch_size=int(opts.get("batch_size", run.spec.batch_size)),
-        pool_ids=read_pool(demo_pool),
-    )
+    try:
+        frame = breakdown.SCORERS[kind](
+            run.backend,
+            run.tokenizer,
+            run.dataset,
+            read_id_list(ids_path),
+            demo_split=demo_split,
+            n_shots=int(opts.get("n_shots", 10)),
+            seed=int(opts.get("seed", 0)),
+            batch_size=int(opts.get("batch_size", run.spec.batch_size)),
+            pool_ids=read_pool(demo_pool),
+        )
+    finally:
+        run.backend.close()
+    frame.attrs["engine"] = run.backend.name
     write_parquet(out_path, frame)
     return frame
 
@@ -157,7 +185,14 @@ def attention_from_files(
 
     meta, traces = read_traces(traces_path)
     eager = {**model_cfg, "attn_implementation": "eager"}  # attention weights need eager
-    run = open_run(data_dir, eager, adapter=adapter, threads=threads, resources=resources)
+    run = open_run(
+        data_dir,
+        eager,
+        adapter=adapter,
+        threads=threads,
+        resources=resources,
+        needs=("attention",),
+    )
     plan = plan_run(
         run.dataset,
         [t.id for t in traces],
@@ -205,6 +240,7 @@ def marginalize_from_files(
         threads=threads,
         resources=resources,
         placeholders=placeholders,
+        needs=("marginalization",),
     )
     settings = dict(settings)
     shard_size = int(settings.pop("shard_size", 16))

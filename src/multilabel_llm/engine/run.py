@@ -35,6 +35,7 @@ from .. import __version__
 from ..io import read_json, write_json, write_parquet, write_with
 from ..prompts import PromptBuilder, parse_output, resolve_prompt
 from ..traces import TraceMeta, read_traces, write_traces
+from .hf_backend import HFBackend, as_backend
 from .identity import (  # noqa: F401  (re-exported: sft.py, tests and the CLI use them here)
     WEIGHT_SUFFIXES,
     checkpoint_identity,
@@ -44,7 +45,7 @@ from .identity import (  # noqa: F401  (re-exported: sft.py, tests and the CLI u
     weight_probe,
 )
 from .label_tokens import detect_label_tokens
-from .tracing import StopRule, TraceEngine, common_prefix_len, finalize, first_label_hidden
+from .tracing import StopRule, common_prefix_len, finalize, first_label_hidden
 from .version import ENGINE_VERSION
 
 log = logging.getLogger(__name__)
@@ -263,14 +264,14 @@ def model_context(model) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def _model_components(plan: RunPlan, model, backend: str, identity: dict | None) -> dict:
+def _model_components(plan: RunPlan, backend, identity: dict | None) -> dict:
+    """What keys a run's shards: its plan, the engine, the model's identity, and what the
+    backend says of the loaded model (weight probe and dtype; vLLM's version and settings)."""
     return {
         **plan.parts,
-        "backend": backend,
+        "backend": backend.name,
         "model": identity or {},
-        # the loaded model itself: another seed, merged adapter or dtype changes these
-        "weights": weight_probe(model),
-        "dtype": str(getattr(model, "dtype", None)),
+        **backend.shard_components(),
     }
 
 
@@ -278,7 +279,7 @@ def extract_traces(
     dataset,
     ids: list[str],
     model,
-    tokenizer,
+    tokenizer,  # the backend's own when ``model`` is a backend
     prompt_cfg: dict,
     out_path,
     *,
@@ -290,7 +291,6 @@ def extract_traces(
     hidden_path=None,
     keep_forms: bool = True,
     on_shard: Callable[[int], None] | None = None,
-    backend: str = "hf",
     pool_ids=None,
     identity: dict | None = None,
     max_context: int | None = None,
@@ -298,6 +298,8 @@ def extract_traces(
 ) -> dict:
     """Trace every id; returns a summary (counts, timings). See the module docstring.
 
+    ``model`` is a backend (engine/backend.py: Hugging Face or vLLM) or a bare transformers
+    model, which runs on the Hugging Face engine.
     ``identity`` (see :func:`run_identity`) says which checkpoint and adapter ``model`` was
     loaded from; with the weight probe and dtype it keys the resumable shards.
     ``max_context`` (default: the model config's ``max_position_embeddings``) and
@@ -306,6 +308,7 @@ def extract_traces(
     out_path = Path(out_path)
     shard_dir = out_path.parent / "shards"
     hidden = hidden_path is not None
+    backend = as_backend(model, tokenizer)
     plan = plan_run(
         dataset,
         ids,
@@ -316,13 +319,11 @@ def extract_traces(
         model_name,
         {"hidden": hidden, "keep_forms": keep_forms},
         pool_ids,
-        max_context=max_context or model_context(model),
+        max_context=max_context or backend.context_length(),
         too_long=too_long,
     )
     spec = plan.builder.spec
-    store = ShardStore(
-        shard_dir, plan.ids, shard_size, _model_components(plan, model, backend, identity)
-    )
+    store = ShardStore(shard_dir, plan.ids, shard_size, _model_components(plan, backend, identity))
     store.prepare()
     meta = TraceMeta(
         labels=plan.labels,
@@ -344,21 +345,16 @@ def extract_traces(
             **({"n_truncated": plan.n_truncated} if plan.n_truncated else {}),
         },
     )
-    if backend == "hf":
-        engine = TraceEngine(
-            model,
-            tokenizer,
-            plan.label_tokens,
-            plan.stop_rule,
-            spec.max_new_tokens,
-            batch_size,
-            hidden_states=hidden,
-            label_scoring=spec.label_scoring,
-        )
-        meta.info["logit_kind"] = engine.logit_kind
-    else:
-        # the vLLM backend was removed (untestable here): the HF engine is the supported path
-        raise ValueError(f"backend {backend!r}: expected 'hf' (the Hugging Face engine)")
+    engine = backend.tracer(
+        plan.label_tokens,
+        plan.stop_rule,
+        spec.max_new_tokens,
+        batch_size,
+        hidden_states=hidden,
+        label_scoring=spec.label_scoring,
+    )
+    meta.info["logit_kind"] = engine.logit_kind  # "logprob" (vLLM, lookahead) or "logit"
+    meta.info["engine"] = backend.name
     n = len(plan.ids)
     starts = store.starts
     shard_paths = [store.path(k) for k in range(len(starts))]
@@ -508,7 +504,7 @@ def marginalize(
         dist_path.parent / f"{dist_path.stem}.shards",
         plan.ids,
         shard_size,
-        _model_components(plan, model, "hf", identity),
+        _model_components(plan, HFBackend(model, tokenizer), identity),
     )
     store.prepare()
 

@@ -1,0 +1,132 @@
+"""One interface for the inference engines: what the drivers ask of a backend, and which one.
+
+A backend holds one loaded model and answers the model-bound questions of the drivers
+(engine/run.py, breakdown.py, jobs.py, the CLI and the Python API):
+
+* ``tracer(...)``: greedy decoding with the label forms' scores at every step (traces);
+* ``next_token_scores(prefix_ids, prompts, token_ids, ...)``: the next token's scores of a few
+  token ids after each prompt (unary and binary breakdown scoring);
+* ``shard_components()``: what, besides the run's plan, decides its outputs (the resumable
+  shards' key): the loaded weights' probe and dtype for Hugging Face, the checkpoint, engine
+  settings and vLLM version for vLLM;
+* ``context_length()``: the model's context in tokens (None when unknown);
+* ``capabilities``: what it can do beyond that (hidden states, attention weights, the
+  lookahead scoring, marginalisation, training).
+
+Backends are named in :data:`BACKENDS` as ``"module:Class"`` and imported only when used, so
+choosing one costs nothing at DAG parse time and vLLM need not be importable here (its engine
+runs in its own Python: engine/vllm_backend.py). This module imports no torch.
+
+Which engine runs a job is decided by :func:`engine_for` from the model config and what the job
+needs, so the DAG, the cost plan and the job itself agree: a vLLM model's hidden-state, attention
+and marginalisation jobs, and its traces under ``label_scoring: lookahead``, run on Hugging Face.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol
+
+# engine name -> "module:Class" (imported lazily)
+BACKENDS = {
+    "hf": "multilabel_llm.engine.hf_backend:HFBackend",
+    "vllm": "multilabel_llm.engine.vllm_backend:VLLMBackend",
+    "fake": "multilabel_llm.engine.fake_backend:FakeBackend",
+}
+# engines a model config may name (`backend:`); "fake" is for the drivers' tests only
+CONFIG_ENGINES = ("hf", "vllm")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond traces and next-token scores."""
+
+    hidden_states: bool = False  # last-layer states per step (probes)
+    attention: bool = False  # attention weights (Table 6)
+    lookahead: bool = False  # label_scoring: lookahead (two-step label paths)
+    marginalization: bool = False  # the token-level search (batched forwards over a cache)
+    training: bool = False  # LoRA SFT
+
+
+class Tracer(Protocol):
+    logit_kind: str  # "logit" (raw) or "logprob" (log-softmax): distributions agree either way
+    prefix: object | None
+
+    def set_prefix(self, prefix_ids: list[int]) -> None: ...
+
+    def run(self, prompts: list[list[int]], progress=None) -> list: ...
+
+
+class Backend(Protocol):
+    name: str
+    capabilities: Capabilities
+    tokenizer: object
+
+    def tracer(
+        self,
+        label_tokens,
+        stop_rule,
+        max_new_tokens: int,
+        batch_size: int,
+        *,
+        hidden_states: bool = False,
+        label_scoring: str = "first_token",
+    ) -> Tracer: ...
+
+    def next_token_scores(
+        self,
+        prefix_ids: list[int],
+        prompts: list[list[int]],
+        token_ids: list[int],
+        *,
+        batch_size: int = 32,
+        desc: str = "",
+    ): ...
+
+    def shard_components(self) -> dict: ...
+
+    def context_length(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+def backend_class(name: str):
+    """The backend class registered as ``name`` (imported now)."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend {name!r}: expected one of {sorted(BACKENDS)}")
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+# what a job needs of its engine -> the Capabilities field that provides it
+NEEDS = ("hidden_states", "attention", "lookahead", "marginalization", "training")
+# the capabilities of each configurable engine, known without importing it (DAG, cost plan)
+DECLARED = {
+    "hf": Capabilities(True, True, True, True, True),
+    "vllm": Capabilities(),
+}
+
+
+def configured_engine(model_cfg: dict) -> str:
+    """The engine a model config asks for (``backend:``, default ``hf``), checked."""
+    engine = model_cfg.get("backend") or "hf"
+    if engine not in CONFIG_ENGINES:
+        slot = model_cfg.get("slot")
+        where = f"models.{slot}.backend" if slot else "backend"
+        raise ValueError(
+            f"config key {where!r}: {engine!r} is not allowed; allowed values: "
+            f"{list(CONFIG_ENGINES)}"
+        )
+    return engine
+
+
+def engine_for(model_cfg: dict, *needs: str) -> str:
+    """The engine that runs a job of this model needing ``needs`` (names from :data:`NEEDS`):
+    the configured one when it can, else Hugging Face (which can do everything)."""
+    engine = configured_engine(model_cfg)
+    unknown = [n for n in needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"unknown engine needs {unknown}; expected names from {list(NEEDS)}")
+    caps = DECLARED[engine]
+    return engine if all(getattr(caps, n) for n in needs) else "hf"
