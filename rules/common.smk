@@ -8,6 +8,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from multilabel_llm.dag import DagError, WorkflowDag
+from multilabel_llm.run_locks import keep_other_runs_locks
+
+# two runs in one project folder (two results folders): the first to end keeps the other's locks
+keep_other_runs_locks()
 
 try:
     dag = WorkflowDag.compose(config, basedir=workflow.basedir)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = "results/traces/goemotions/smollm2/json10/main_test_set/traces.jsonl.gz"
+TRACES = "results/slurm_test/traces/goemotions/smollm2/json10/main_test_set/traces.jsonl.gz"
 TRACES_META = TRACES.replace(".jsonl.gz", ".meta.json")  # the sidecar travels with it
 TRACE_LOG = "logs/extract_traces/goemotions/smollm2/json10/main_test_set.log"
 

@@ -69,7 +69,7 @@ def test_smoke_is_the_paper_experiment_with_stand_ins(smoke):
 
 def test_every_paper_table_has_a_row_per_model_and_dataset(finished, smoke):
     cfg, studies = smoke
-    tables = finished / "results/tables"
+    tables = finished / "results/paper_smoke/tables"
     table1 = pd.read_csv(tables / "table1_datasets.csv")
     assert len(table1) == 6
     for name in ("table2", "table5"):
@@ -97,7 +97,7 @@ def test_every_paper_table_has_a_row_per_model_and_dataset(finished, smoke):
 def test_every_paper_figure_is_drawn(finished):
     for number in range(1, 17):
         for ext in ("png", "pdf"):
-            path = finished / f"results/figures/fig{number}.{ext}"
+            path = finished / f"results/paper_smoke/figures/fig{number}.{ext}"
             assert path.stat().st_size > 5000, path.name
 
 
@@ -108,7 +108,7 @@ def test_mechanism_figures_have_data_for_every_model(finished, smoke):
     rows = 0
     for cell in mech.trace_runs():
         path = finished / (
-            f"results/analyses/{cell['dataset']}/{cell['model']}/{cell['prompt']}/"
+            f"results/paper_smoke/analyses/{cell['dataset']}/{cell['model']}/{cell['prompt']}/"
             f"{cell['testset']}/step_stats.csv"
         )
         assert path.is_file(), path

@@ -20,7 +20,7 @@ from ._browser import headless_chromium, open_every_entry
 from ._dag import ROOT, run_snakemake
 
 EXPERIMENT = "tiny"
-RUN = "results/traces/goemotions/smollm2/json10/main_test_set/traces.jsonl.gz"
+RUN = "results/tiny/traces/goemotions/smollm2/json10/main_test_set/traces.jsonl.gz"
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def test_traces_hold_the_bundled_models_own_generations(finished_run):
 
 
 def test_alignment_table_has_every_method_with_computed_numbers(finished_run):
-    table = pd.read_csv(finished_run / "results/tables/alignment_goemotions.csv")
+    table = pd.read_csv(finished_run / "results/tiny/tables/alignment_goemotions.csv")
     cfg = load_config({"experiment": EXPERIMENT})
     shown = set(table["method"])
     assert {m for m in cfg["methods"]} <= shown
@@ -76,7 +76,7 @@ def test_rerun_has_nothing_to_do(finished_run):
 
 
 def test_html_report_renders_every_figure_in_chromium(finished_run):
-    report = finished_run / "results/report.html"
+    report = finished_run / "results/tiny/report.html"
     proc = snakemake(finished_run, "--config", f"experiment={EXPERIMENT}", "--report", str(report))
     assert proc.returncode == 0, proc.stderr[-3000:]
     with headless_chromium() as driver:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = "results/tables/alignment_goemotions.csv"
+TABLE = "results/slurm_test/tables/alignment_goemotions.csv"  # the experiment's own folder
 MODELS = ("smollm2", "smollm2-as-70b")
 RUN = "goemotions_{model}_json10_main_test_set"
 

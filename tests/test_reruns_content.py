@@ -59,3 +59,21 @@ def test_copied_results_folder_sees_a_changed_parameter(prepared):
     assert _plans_prepare(_snakemake(prepared, "-n", target, config=changed))
     _snakemake(prepared, target, config=changed)
     assert "Nothing to be done" in _snakemake(prepared, "-n", target, config=changed)
+
+
+# --- item 9: two runs in one project folder -------------------------------------------------------
+
+
+def test_a_finished_run_keeps_another_runs_locks(tmp_path):
+    """Another run's lock files (outputs under another results folder) outlive this run;
+    ``--unlock`` still clears every lock."""
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    other = locks / "0.output.lock"
+    other.write_text("results/paper_smoke/data/goemotions/meta.json\n")
+    _snakemake(tmp_path, TARGET)  # the demo's own results folder: no overlap, so it runs
+    assert (tmp_path / TARGET).is_file()
+    assert other.read_text() == "results/paper_smoke/data/goemotions/meta.json\n"
+    _snakemake(tmp_path, "--unlock")
+    assert not other.exists()

@@ -30,10 +30,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("MLLLM_SLURM_DIR", "/tmp/mlllm-slurm"))
 JOBCOMP = STATE / "jobcomp.log"
-TARGET = "results/tables/alignment_goemotions.csv"
+TARGET = "results/slurm_test/tables/alignment_goemotions.csv"
 BIG = "smollm2-as-70b"  # the model slot declared as size class b70
 GPU_RULES = {"extract_traces", "extract_traces_hidden", "score_breakdown"}
-KILLED_TRACES = f"results/traces/goemotions/{BIG}/json10/main_test_set"
+KILLED_TRACES = f"results/slurm_test/traces/goemotions/{BIG}/json10/main_test_set"
 
 
 def _cluster_answers() -> bool:

@@ -15,6 +15,7 @@ from multilabel_llm.traces import read_traces
 from ._dag import run_snakemake, scratch_workdir
 
 EXPERIMENT = "token_marginalization"
+RESULTS = "results/token_marginalization"  # the experiment's own results folder
 METHODS = {
     "hard_predictions",
     "compare_to_none",
@@ -37,7 +38,7 @@ def finished(tmp_path_factory):
 
 
 def test_tables_compare_every_estimator(finished):
-    tables = finished / "results/tables"
+    tables = finished / RESULTS / "tables"
     ours = pd.read_csv(tables / "alignment_content_safety.csv")
     assert set(ours["method"]) == METHODS
     assert ours[["nll", "l1", "example_f1"]].notna().all().all()
@@ -50,17 +51,19 @@ def test_tables_compare_every_estimator(finished):
 
 
 def test_token_level_rows_follow_from_the_traces(finished):
-    meta, traces = read_traces(finished / f"results/traces/{CELL}/traces.jsonl.gz")
+    meta, traces = read_traces(finished / RESULTS / f"traces/{CELL}/traces.jsonl.gz")
     for t in traces:  # every trace records what estimators 1 and 2 read
         assert len(t.extra["gen_probs"]) == len(t.extra["gen_ids"])
         assert len(t.extra["label_ends"]) == len(t.label_steps)
     ids = [t.id for t in traces]
     for kind in ("token_probability", "marginal_fixed_place"):
-        dist = pd.read_parquet(finished / f"results/distributions/{CELL}/{kind}.parquet")
+        dist = pd.read_parquet(finished / RESULTS / f"distributions/{CELL}/{kind}.parquet")
         dist = dist.set_index("id").loc[ids, meta.labels].to_numpy()
         again = token_level(meta, traces, ids, meta.labels, True, kind)[meta.labels].to_numpy()
         np.testing.assert_allclose(dist, again)
     # fixed place never exceeds token probability (a product of probabilities <= 1)
-    fixed = pd.read_parquet(finished / f"results/distributions/{CELL}/marginal_fixed_place.parquet")
-    token = pd.read_parquet(finished / f"results/distributions/{CELL}/token_probability.parquet")
+    fixed = pd.read_parquet(
+        finished / RESULTS / f"distributions/{CELL}/marginal_fixed_place.parquet"
+    )
+    token = pd.read_parquet(finished / RESULTS / f"distributions/{CELL}/token_probability.parquet")
     assert (fixed[meta.labels].to_numpy() <= token[meta.labels].to_numpy() + 1e-12).all()

@@ -82,3 +82,27 @@ def test_demo_shots_leave_out_breakdown_when_no_breakdown_method_runs():
                "prompts.reverse.n_shots=2", "prompts.icl00.n_shots=2",
                "prompts.icl100.n_shots=2", "breakdown.n_shots=10")  # fmt: skip
     assert dag.demo_shots_asked("goemotions") == (3, "prompts.alphabetical.n_shots")
+
+
+# --- item 10: each experiment its own outputs -----------------------------------------------
+
+
+def test_each_experiment_writes_its_own_results_folder():
+    from multilabel_llm.config import load_config
+    from multilabel_llm.dag import WorkflowDag
+
+    demo, smoke = (WorkflowDag.compose({"experiment": e}) for e in ("demo", "paper_smoke"))
+    assert demo.results == "results"  # make demo and the README's paths
+    assert smoke.results == "results/paper_smoke"
+    # the same slot name, two different configs: two different prepared tables
+    assert demo.data("goemotions", "examples.parquet") != smoke.data(
+        "goemotions", "examples.parquet"
+    )
+    assert load_config({"experiment": "paper", "results_dir": "out"})["results_dir"] == "out"
+
+
+def test_an_experiment_named_like_a_demo_output_folder_is_refused():
+    from multilabel_llm.config import default_results_dir
+
+    with pytest.raises(ConfigError, match=r"'experiment': 'tables' would put .* results/tables/"):
+        default_results_dir("tables")

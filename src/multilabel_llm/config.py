@@ -39,6 +39,38 @@ RENAMED_KEYS = {
 }
 
 
+# Where outputs go when `results_dir` is not set: the default experiment of config/config.yaml
+# (the demo, `make demo`) writes to results/, every other experiment to results/<experiment>/,
+# so two experiments whose slot names coincide (results/data/goemotions, …) never overwrite
+# each other's outputs. Reuse between experiments goes through Snakemake's between-workflow
+# cache (`--cache`), whose keys are inputs and params, not paths.
+# The demo's top-level output folders (and make plan's): no experiment may be named like one.
+RESERVED_RESULT_FOLDERS = frozenset(
+    "analyses breakdown cli data decided demux distributions explorer figures logs plan "
+    "probes report sft tables traces".split()
+)
+
+
+def default_experiment(config_dir: Path = CONFIG_DIR) -> str:
+    """The ``experiment:`` entry of config/config.yaml's defaults list."""
+    with open(config_dir / "config.yaml", encoding="utf-8") as handle:
+        defaults = yaml.safe_load(handle).get("defaults") or []
+    return next(str(e["experiment"]) for e in defaults if isinstance(e, dict) and "experiment" in e)
+
+
+def default_results_dir(experiment_name: str, config_dir: Path = CONFIG_DIR) -> str:
+    """``results`` for the default experiment, ``results/<experiment>`` for any other."""
+    if experiment_name == default_experiment(config_dir):
+        return "results"
+    if experiment_name in RESERVED_RESULT_FOLDERS or "/" in experiment_name:
+        raise ConfigError(
+            f"config key 'experiment': {experiment_name!r} would put the experiment's "
+            f"outputs into the demo's results/{experiment_name.split('/')[0]}/ folder; rename "
+            f"the experiment or set results_dir"
+        )
+    return f"results/{experiment_name}"
+
+
 class ConfigError(ValueError):
     """A config value or key that the pipeline cannot run with."""
 
@@ -268,6 +300,9 @@ def _model_spec_checks(cfg: dict) -> list[str]:
                 f"(bitsandbytes), but size class {size!r} has gpu: 0; use a GPU size class "
                 f"or quantization: null"
             )
+        from .engine.backend import engine_key_problems
+
+        problems += engine_key_problems(slot, model, (classes.get(size) or {}))
     return problems
 
 
@@ -320,5 +355,10 @@ def load_config(snakemake_config: dict | None = None, config_dir: Path = CONFIG_
     experiment = items.pop("experiment", None)
     experiment = None if experiment is None else str(experiment)
     cfg = compose(experiment, _overrides_from(items), config_dir)
+    if not cfg.get("results_dir"):
+        # the experiment file's name (one built on demo inherits its experiment_name)
+        cfg["results_dir"] = default_results_dir(
+            experiment or default_experiment(config_dir), config_dir
+        )
     validate(cfg)
     return cfg

@@ -170,7 +170,7 @@ class WorkflowDag:
         self.config = config
         self.studies = studies
         self.basedir = Path(basedir)
-        self.results = config["results_dir"] if "results_dir" in config else "results"
+        self.results = config.get("results_dir") or "results"
         self.datasets = list(config["datasets"])
         self.models = list(config["models"])
         self.prompts = list(config["prompts"])
