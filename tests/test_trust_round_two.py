@@ -106,3 +106,17 @@ def test_an_experiment_named_like_a_demo_output_folder_is_refused():
 
     with pytest.raises(ConfigError, match=r"'experiment': 'tables' would put .* results/tables/"):
         default_results_dir("tables")
+
+
+# --- item 11: what a size class decides ------------------------------------------------------
+
+
+def test_size_class_decides_traces_only_through_its_batch_size():
+    def decided(*overrides):
+        return _dag(*overrides).decided_model_content("smollm2")
+
+    b1 = ("models.smollm2.size_class=b1",)
+    assert decided(*b1, "+models.smollm2.threads=7") == decided(*b1)  # threads: nothing reruns
+    same_batch = ("models.smollm2.size_class=b8", "resources.size_classes.b8.batch_size=128")
+    assert decided(*same_batch) == decided(*b1)  # another class, same batch: nothing reruns
+    assert decided("models.smollm2.size_class=b8") != decided(*b1)  # batch 64 vs 128: reruns

@@ -393,8 +393,10 @@ class WorkflowDag:
     def decided_model(self, model: str) -> str:
         """Model-bound rules: the model params (batch size of its size class included) and the
         engine version."""
-        content = {"model": self.model_params(model), "engine": self.engine_version}
-        return self.decided("models", model, content)
+        return self.decided("models", model, self.decided_model_content(model))
+
+    def decided_model_content(self, model: str) -> dict:
+        return {"model": self.model_params(model), "engine": self.engine_version}
 
     # --- data --------------------------------------------------------------------------------
 

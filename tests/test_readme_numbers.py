@@ -1,0 +1,20 @@
+"""Issue 26, item 12: the README's figures for the paper experiment are what the code prints.
+
+Regenerates the block from the paper experiment's dry run and ``make plan``'s cost plan
+(``multilabel_llm.readme_numbers``, one dry run, about 15 s) and compares it with README.md.
+"""
+
+from multilabel_llm import readme_numbers
+
+
+def test_readme_paper_figures_match_make_plan():
+    numbers = readme_numbers.paper_plan()
+    text = readme_numbers.README.read_text(encoding="utf-8")
+    block = readme_numbers.render(numbers)
+    assert readme_numbers.replace_block(text, block) == text, (
+        "README.md's paper-experiment figures differ from the code's; run "
+        "python -m multilabel_llm.readme_numbers --write\n" + block
+    )
+    # the figures are the plan's own: cluster jobs and GPU-hours per partition
+    assert f"| {numbers['cluster_jobs']:,} |" in block
+    assert numbers["jobs"] > numbers["cluster_jobs"] > 0
