@@ -101,3 +101,35 @@ def test_token_level_metrics_by_hand():
     assert np.isnan(token_level_metrics(q, np.zeros_like(gold))["micro_roc_auc"])
     with pytest.raises(ValueError, match="threshold must lie in"):
         token_level_metrics(q, gold, threshold=1.5)
+
+
+SMOKE = "tests/fixtures/content_safety_smoke.jsonl"
+
+
+def test_smoke_fixture_has_the_real_label_distribution_and_the_unsafe_label():
+    ds = prepare(_cfg(files={"data": SMOKE}, unsafe_label=True, train_fraction=0.5), ROOT)
+    assert ds.labels == ["unsafe", *[f"S{i}" for i in range(1, 15)]]
+    counts = ds.examples["labels"].map(len) - 1  # categories besides unsafe
+    assert (ds.examples["labels"].map(lambda labs: labs[0]) == "unsafe").all()
+    # the real file: 1,786 rows with two categories, 509 with three, none with one
+    assert set(counts) == {2, 3}
+    assert (counts == 2).mean() == pytest.approx(1786 / 2295, abs=0.02)
+    plain = prepare(_cfg(files={"data": SMOKE}), ROOT)
+    assert "unsafe" not in plain.labels
+
+
+def test_demos_from_a_pool_without_single_label_rows():
+    from multilabel_llm.prompts import PromptSpec, sample_demos
+
+    ds = prepare(_cfg(files={"data": SMOKE}, train_fraction=0.5), ROOT)
+    pool = ds.split("train")
+    spec = dict(name="json_10shot", instruction="", example="{text}\n{label}\n", n_shots=4)
+    with pytest.raises(ValueError, match="multilabel_ratio.*1.0"):
+        sample_demos(pool, PromptSpec(**spec, multilabel_ratio=0.5), ds.labels, True)
+    demos = sample_demos(pool, PromptSpec(**spec, multilabel_ratio=1.0), ds.labels, True)
+    assert len(demos) == 4 and (demos["labels"].map(len) >= 2).all()
+    # the cluster experiment's JSON prompt asks for exactly that on this benchmark
+    cfg = load_config({"experiment": "token_marginalization_cluster"})
+    template = cfg["prompts"]["chat"]["templates"]["content_safety"]
+    assert template["multilabel_ratio"] == 1.0
+    assert cfg["datasets"]["content_safety"]["unsafe_label"] is True

@@ -239,11 +239,19 @@ def token_level_table(
     threshold: float,
 ) -> pd.DataFrame:
     """One row per run (``model``, ``prompt``, ``testset``, ``method``) with its distribution
-    file: :func:`metrics.token_level_metrics` at ``threshold`` against the aggregate labels."""
+    file: :func:`metrics.token_level_metrics` at ``threshold`` against the aggregate labels,
+    the share of rows whose probabilities are all zero (``zero_rows``) and, for the model's
+    path searches (rule marginalize writes ``<method>.paths.parquet`` beside the
+    distribution), the mean explored mass per row (``explored_mass``; NaN for other methods)."""
     rows = []
     for run, path in zip(runs, dist_paths, strict=True):
         ids = [str(i) for i in testset_ids[run["testset"]]]
         q = align_to_ids(pd.read_parquet(path), ids, dataset.labels, str(path))
+        explored = float("nan")
+        paths_file = Path(path).with_name(f"{Path(path).stem}.paths.parquet")
+        if paths_file.is_file():
+            stats = pd.read_parquet(paths_file).assign(id=lambda f: f["id"].astype(str))
+            explored = float(stats.set_index("id").loc[ids, "explored_mass"].mean())
         gold = dataset.gold_matrix(ids).to_numpy(dtype=float)
         info = methods.get(run["method"], {})
         rows.append(
@@ -253,6 +261,8 @@ def token_level_table(
                 "n_examples": len(ids),
                 "threshold": threshold,
                 **token_level_metrics(q, gold, threshold),
+                "zero_rows": float((q <= 0).all(axis=1).mean()) if len(ids) else float("nan"),
+                "explored_mass": explored,
             }
         )
     return pd.DataFrame(rows)

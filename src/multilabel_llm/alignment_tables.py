@@ -442,16 +442,20 @@ def token_level_markdown(
     """The Markdown page of one dataset's token-level table (``alignment_scoring.
     token_level_table``)."""
     header = ["Model", "Test set", "Method", "n", *TOKEN_LEVEL_METRICS]
+    header += ["all-zero rows", "explored mass"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rec in table.to_dict("records"):
         cells = [rec["model"], rec["testset"], rec["display_name"], str(rec["n_examples"])]
         cells += [f"{rec[m]:.{digits}f}" for m in TOKEN_LEVEL_METRICS]
+        for key in ("zero_rows", "explored_mass"):  # explored mass: path searches only
+            value = rec.get(key, float("nan"))
+            cells.append("—" if value != value else f"{value:.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
     return (
         f"# Token-level metrics (Praharaj & Kasundra 2025): {display_name}\n\n"
-        f"Against the aggregate labels; micro-F1 and Hamming loss at q >= {threshold}.\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"Against the aggregate labels; micro-F1 and Hamming loss at q >= {threshold}. "
+        "All-zero rows: share of examples with every probability 0; explored mass: mean path "
+        "mass the search explored per example (path searches only).\n\n" + "\n".join(lines) + "\n"
     )
 
 

@@ -739,6 +739,12 @@ def estimate(
     elif kind == "max_over_generations":
         frame = max_over_generations(*traces, ids, labels, multilabel, eps, source)
     elif kind in TOKEN_LEVEL_KINDS:
+        if params.get("definition", "ours") != "ours":
+            raise ValueError(
+                f"method kind {kind!r}: params.definition {params['definition']!r}: the traces "
+                f"give ours only; the authors' definition needs the model (kind marginalization "
+                f"with definition: authors, config/method/{kind}_authors.yaml)"
+            )
         floor = float(params.get("epsilon", 0.0))
         frame = token_level(*traces, ids, labels, multilabel, kind, floor, source)
     elif kind == "unary":

@@ -463,7 +463,10 @@ def sample_demos(pool: pd.DataFrame, spec: PromptSpec, labels, multilabel: bool)
         if n - n_multi > len(single):
             raise ValueError(
                 f"prompt {spec.name!r}: need {n - n_multi} single-label demos, pool has "
-                f"{len(single)}"
+                f"{len(single)} (and {len(multi)} multi-label); set the prompt's "
+                f"multilabel_ratio (prompts.<slot>.multilabel_ratio, or templates.<dataset>."
+                f"multilabel_ratio) to 1.0 for a pool without single-label rows, or sampling: "
+                f"random"
             )
         chosen = rng.sample(multi, n_multi) + rng.sample(single, n - n_multi)
     elif sampling == "uniform":

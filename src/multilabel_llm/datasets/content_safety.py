@@ -11,6 +11,8 @@ themselves and point ``files.data`` at it; nothing of it ships here.
 Config keys: ``files.data``; ``labels_as`` (``code``: S1..S14, what Llama Guard writes, the
 default; ``name``: the policy's category names, for models prompted with plain words);
 ``categories`` (optional subset of codes, in prompt order; default all 14);
+``unsafe_label`` (default false; true: the pseudo-label ``unsafe`` first in the label set and
+on every row, as the second paper scores Llama Guard's first answer line);
 ``train_fraction`` and ``seed`` (the file has no splits: a seeded share of the rows becomes
 the ``train`` split the in-context demonstrations come from, the rest ``default_split``).
 A row may carry an ``id``; otherwise its 1-based row number is the id.
@@ -44,6 +46,7 @@ LLAMA_GUARD_3_CATEGORIES = {
     "S14": "Code Interpreter Abuse",
 }
 LABELS_AS = ("code", "name")
+UNSAFE_LABEL = "unsafe"  # the pseudo-label of ``unsafe_label: true``
 SOURCE = (
     "the content-safety benchmark of Praharaj & Kasundra 2025: datasets/content_moderation_lm3"
     ".jsonl from github.com/the-fenrir/MarginalProb4Classification (no licence: download it "
@@ -129,4 +132,10 @@ def load(cfg: dict, root) -> CanonicalDataset:
         "dropped": drops.report(),
     }
     labels = [label_of[c] for c in codes]
+    if cfg.get("unsafe_label", False):
+        # the second paper's label set: every query is unsafe, and Llama Guard says so first
+        labels = [UNSAFE_LABEL, *labels]
+        for rec in records:
+            rec["labels"] = [UNSAFE_LABEL, *rec["labels"]]
+        notes["unsafe_label"] = True
     return build_dataset(name, records, labels, True, notes, f"{LOADER}:{name}")
