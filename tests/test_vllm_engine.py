@@ -34,9 +34,7 @@ def vllm_engine():
     spec = ModelSpec.from_config(cfg, device="cpu")
     settings = engine_settings(cfg, spec, resolve_checkpoint(cfg), None)
     settings["max_lora_rank"] = 8  # one engine for the base model and the LoRA variant
-    backend = VLLMBackend(
-        settings, load_tokenizer(cfg), env={"VLLM_CPU_KVCACHE_SPACE": "1"}
-    )
+    backend = VLLMBackend(settings, load_tokenizer(cfg), env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     backend.start()
     yield backend
     backend.close()
@@ -119,7 +117,10 @@ def test_breakdown_scores_equal_hf_engine(vllm_engine):
     ds = toy_dataset()
     ids = ds.split("dev")["id"].tolist()[:3]
     worst = {}
-    for kind, scorer, col in (("unary", score_unary, "p_reasonable"), ("binary", score_binary, "p_a")):
+    for kind, scorer, col in (
+        ("unary", score_unary, "p_reasonable"),
+        ("binary", score_binary, "p_a"),
+    ):
         hf = scorer(model, tok, ds, ids, n_shots=4)
         vl = scorer(vllm_engine, tok, ds, ids, n_shots=4)
         assert len(hf) == len(vl) > 0
