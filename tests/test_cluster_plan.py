@@ -76,7 +76,7 @@ def test_cli_prints_table(tmp_path, capsys):
     assert main([str(f)]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].split("\t")[-1] == "partition"
+    assert lines[0].split("\t")[-2:] == ["partition", "engine"]
     assert len(lines) == 1 + 4
     assert "4 cluster jobs" in err
 
@@ -329,3 +329,30 @@ def test_cli_runs_the_dry_run_itself(tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "of experiment=demo" in err and "ALL" in err
     assert (tmp_path / "c.tsv").read_text().splitlines()[-1].startswith("ALL\tTOTAL\t4\t")
+
+
+def test_engine_per_job_and_gpu_hours_per_engine():
+    """A vLLM slot's traces and breakdown run on vLLM (tensor-parallel over the job's GPUs,
+    with its start-up); its hidden-state and marginalisation jobs on HF; totals per engine."""
+    from multilabel_llm.cluster_plan import ASSUMPTIONS, cost_plan
+
+    dry = (
+        "rule extract_traces:\n"
+        "    wildcards: dataset=toy, model=m70, prompt=p, testset=main_test_set\n"
+        "    resources: mem_mb=1000, runtime=600, gpu=4, gpu_model=a100\n\n"
+        "rule marginalize:\n"
+        "    wildcards: dataset=toy, model=m70, prompt=p, testset=main_test_set, method=tm\n"
+        "    resources: mem_mb=1000, runtime=600, gpu=4, gpu_model=a100\n\n"
+    )
+    config = {
+        "models": {"m70": {"name": "llama-3.3-70b", "size_class": "b70", "backend": "vllm"}},
+        "prompts": {"p": {}},
+        "datasets": {},
+    }
+    cp = cost_plan(dry, config, experiment="toy")
+    engines = {row["rule"]: row["engine"] for row, _ in cp.jobs}
+    assert engines == {"extract_traces": "vllm", "marginalize": "hf"}
+    assert set(cp.engines) == {"hf", "vllm"}
+    assert cp.engines["vllm"]["jobs"] == 1
+    # vLLM's start-up is in its job's hours: at least the start-up on 4 GPUs
+    assert cp.engines["vllm"]["gpu_hours"] >= 4 * ASSUMPTIONS.vllm_startup_s / 3600
