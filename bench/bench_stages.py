@@ -212,6 +212,7 @@ def stage_breakdown(kind, w, args, floor, device):
 
     ref, t_ref = timed(plain, device)
     got, t_fast = timed(fast, device)
+    w[f"breakdown_{kind}"] = (prefix, queries, answers, got, t_fast)  # the vLLM column's
     diff = float(np.abs(got[:ref_q] - ref).max())
     prompts = [tok(prefix + q).input_ids for q in queries]
     pre = tok(prefix).input_ids
@@ -346,6 +347,81 @@ def run_stage(name, w, args, floor, device) -> dict:
     return globals()[f"stage_{name}"](w, args, floor, device)
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def vllm_column(
+    w, args, stages, hf_seconds, model_cfg=None, device="cpu", tokenizer_dir=None
+) -> list[str]:
+    """The same prompts on the vLLM engine: ms/example and agreement with ours.
+
+    ``hf_seconds``: our engine's seconds per example by stage, from this run. ``model_cfg``
+    (default: the bundled model) is the model ``w`` was traced with; ``tokenizer_dir`` serves a
+    checkpoint saved without its tokenizer (the GPU check's random ones)."""
+    from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer, resolve_checkpoint
+    from multilabel_llm.engine.model_spec import ModelSpec
+    from multilabel_llm.engine.vllm_backend import VLLMBackend, engine_settings, vllm_python
+
+    cfg = model_cfg or {**bundled_model_cfg(), "vllm": {"cpu_kv_cache_gb": 1}}
+    spec = ModelSpec.from_config(cfg, device=device)
+    settings = engine_settings(cfg, spec, resolve_checkpoint(cfg), None)
+    if tokenizer_dir:
+        settings["tokenizer"] = str(tokenizer_dir)
+    start = time.perf_counter()
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1"} if device == "cpu" else {}
+    tok = w["tok"] if tokenizer_dir else load_tokenizer(cfg)
+    backend = VLLMBackend(settings, tok, python=vllm_python(cfg), env=env)
+    backend.start()
+    where = "CPU build" if device == "cpu" else device
+    lines = [f"vLLM {backend.version} ({where}) start-up {time.perf_counter() - start:.1f} s"]
+    try:
+        for name in [s for s in stages if s in ("traces", "unary", "binary")]:
+            if name == "traces":
+                tracer = backend.tracer(w["tokens"], w["rule"], w["new"], args.batch_size)
+                tracer.set_prefix(w["prefix"])
+                tracer.run(w["prompts"][:2])  # warm-up, as the HF stage's
+                raws, secs = timed(lambda t=tracer: t.run(w["prompts"]), torch.device(device))
+                same = sum(a.gen_ids == b.gen_ids for a, b in zip(raws, w["raws"], strict=True))
+                tv = max(
+                    float(
+                        0.5
+                        * np.abs(
+                            _softmax(w["tokens"].reduce(a.form_logits))
+                            - _softmax(w["tokens"].reduce(b.form_logits))
+                        )
+                        .sum(-1)
+                        .max()
+                    )
+                    for a, b in zip(raws, w["raws"], strict=True)
+                    if a.gen_ids == b.gen_ids
+                )
+                check = f"same tokens {same}/{len(raws)}, max label TV {tv:.1e}"
+                per = secs / len(w["prompts"])
+            else:
+                from multilabel_llm.engine import breakdown as bd
+
+                prefix, queries, answers, ours, _ = w[f"breakdown_{name}"]
+                got, secs = timed(
+                    lambda p=prefix, q=queries, a=answers: bd.score_next_token(
+                        backend, w["tok"], p, q, a
+                    ),
+                    torch.device(device),
+                )
+                diff = float(np.abs(_softmax(got)[:, 0] - _softmax(ours)[:, 0]).max())
+                check = f"max |p diff| {diff:.1e} over {len(queries)} prompts"
+                per = secs / len(w["texts"])
+            ratio = per / hf_seconds[name]
+            lines.append(
+                f"{name:12s} ours {1000 * hf_seconds[name]:8.1f} ms/ex  vLLM {1000 * per:8.1f} "
+                f"ms/ex  ours {ratio:4.1f}x faster  | {check}"
+            )
+    finally:
+        backend.close()
+    return lines
+
+
 def format_row(name: str, r: dict) -> str:
     return (
         f"{name:12s} plain {1000 * r['ref']:8.1f} ms/ex  fast {1000 * r['fast']:7.1f} ms/ex"
@@ -365,6 +441,12 @@ def main(argv=None):
     ap.add_argument("--breakdown-batch", type=int, default=32)
     ap.add_argument("--attention-batch", type=int, default=8)
     ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument(
+        "--vllm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the vLLM column (traces, unary, binary; needs `make vllm`)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -382,8 +464,14 @@ def main(argv=None):
         f"{floor.params / 1e6:.1f}M; matmul peak {peak:.0f} GFLOP/s; load {load0:.2f}",
         flush=True,
     )
+    hf_seconds = {}
     for name in stages:
-        print(format_row(name, run_stage(name, w, args, floor, device)), flush=True)
+        row = run_stage(name, w, args, floor, device)
+        hf_seconds[name] = row["fast"]
+        print(format_row(name, row), flush=True)
+    if args.vllm and device.type == "cpu":
+        for line in vllm_column(w, args, stages, hf_seconds):
+            print(line, flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} (start {load0:.2f})")
     return 0
 

