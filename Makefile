@@ -52,7 +52,7 @@ demo: $(STAMP)
 test: $(DEV_STAMP) $(VLLM_STAMP)
 	bash .ci/system_deps.sh
 	bash .ci/lint.sh
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slurm" tests
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slurm" --durations=25 tests
 	bash .ci/slurm_tests.sh
 
 lint: $(DEV_STAMP)
