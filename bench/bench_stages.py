@@ -415,7 +415,7 @@ def vllm_column(
             ratio = per / hf_seconds[name]
             lines.append(
                 f"{name:12s} ours {1000 * hf_seconds[name]:8.1f} ms/ex  vLLM {1000 * per:8.1f} "
-                f"ms/ex  ours {ratio:4.1f}x faster  | {check}"
+                f"ms/ex  vLLM / ours {ratio:5.2f}x  | {check}"
             )
     finally:
         backend.close()
