@@ -108,7 +108,7 @@ def test_table_target_plans_only_its_ancestors(workdir):
         }
     )
     # The dataset-statistics table needs the prepared data only: no inference at all.
-    jobs = planned(snakemake(workdir, "-n", "results/tables/table1_datasets.csv"))
+    jobs = planned(snakemake(workdir, "-n", "results/slurm_test/tables/table1_datasets.csv"))
     assert set(rules_of(jobs)) == {"prepare_dataset", "dataset_stats"}
 
 
