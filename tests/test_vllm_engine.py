@@ -94,25 +94,31 @@ def _compare(out) -> dict:
     return {"examples": len(hf), "steps": steps, "max_tv": worst_tv, "max_logprob": worst_lp}
 
 
-def test_traces_equal_hf_engine(tmp_path, vllm_engine):
+def _show(capsys, text: str) -> None:
+    """Print past pytest's capture: `make test`'s log shows the equality figures."""
+    with capsys.disabled():
+        print(f"\n{text}")
+
+
+def test_traces_equal_hf_engine(tmp_path, vllm_engine, capsys):
     model, tok = bundled_model()
     figures = _compare(_trace_both(tmp_path, model, tok, vllm_engine))
-    print(f"\nvLLM vs HF traces (bundled model, json prompt): {json.dumps(figures)}")
+    _show(capsys, f"vLLM vs HF traces (bundled model, json prompt): {json.dumps(figures)}")
     assert figures["max_tv"] < TV_TOL
     assert figures["max_logprob"] < LOGPROB_TOL
 
 
-def test_comma_format_stop_rule_equal(tmp_path, vllm_engine):
+def test_comma_format_stop_rule_equal(tmp_path, vllm_engine, capsys):
     """The comma format stops at a line end after the list: no vLLM stop string helps, the
     rule alone cuts (and the answers still match)."""
     model, tok = bundled_model()
     cfg = {**TOY_PROMPT_CFG, "label_format": "comma"}
     figures = _compare(_trace_both(tmp_path, model, tok, vllm_engine, n=4, prompt_cfg=cfg))
-    print(f"\nvLLM vs HF traces (comma format): {json.dumps(figures)}")
+    _show(capsys, f"vLLM vs HF traces (comma format): {json.dumps(figures)}")
     assert figures["max_tv"] < TV_TOL
 
 
-def test_breakdown_scores_equal_hf_engine(vllm_engine):
+def test_breakdown_scores_equal_hf_engine(vllm_engine, capsys):
     model, tok = bundled_model()
     ds = toy_dataset()
     ids = ds.split("dev")["id"].tolist()[:3]
@@ -125,11 +131,11 @@ def test_breakdown_scores_equal_hf_engine(vllm_engine):
         vl = scorer(vllm_engine, tok, ds, ids, n_shots=4)
         assert len(hf) == len(vl) > 0
         worst[kind] = float(np.abs(hf[col].to_numpy() - vl[col].to_numpy()).max())
-    print(f"\nvLLM vs HF breakdown probabilities, max |diff|: {json.dumps(worst)}")
+    _show(capsys, f"vLLM vs HF breakdown probabilities, max |diff|: {json.dumps(worst)}")
     assert max(worst.values()) < 1e-4
 
 
-def test_lora_variant_equals_hf_merged_adapter(tmp_path, vllm_engine, lora_adapter):
+def test_lora_variant_equals_hf_merged_adapter(tmp_path, vllm_engine, lora_adapter, capsys):
     cfg = bundled_model_cfg()
     merged, tok = load_model(cfg, adapter=lora_adapter, device="cpu")
     base, _ = bundled_model()
@@ -139,7 +145,7 @@ def test_lora_variant_equals_hf_merged_adapter(tmp_path, vllm_engine, lora_adapt
     finally:
         vllm_engine.adapter = None
     figures = _compare(out)
-    print(f"\nvLLM LoRA vs HF merged adapter: {json.dumps(figures)}")
+    _show(capsys, f"vLLM LoRA vs HF merged adapter: {json.dumps(figures)}")
     assert figures["max_tv"] < TV_TOL
     # the adapter matters: the base model's distributions differ from the adapted ones
     base_out = _trace_both(tmp_path / "base", base, tok, vllm_engine, n=4)

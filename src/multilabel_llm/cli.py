@@ -146,7 +146,8 @@ def _ids(args, dataset, default: list[str] | None = None) -> list[str]:
 
 
 def cmd_trace(args) -> int:
-    from .engine.loading import load_model
+    from .engine.backend import backend_class, engine_for
+    from .engine.model_spec import ModelSpec
     from .engine.run import extract_traces, run_identity, set_threads
     from .prompts import pick_template
 
@@ -159,27 +160,35 @@ def cmd_trace(args) -> int:
     if not out.name.endswith(".jsonl.gz"):
         raise CliError(f"--out: {args.out}: expected a traces file name ending in .jsonl.gz")
     set_threads(args.threads or model_cfg.get("threads"))
+    needs = (
+        () if prompt_cfg.get("label_scoring", "first_token") == "first_token" else ("lookahead",)
+    )
     try:
-        model, tokenizer = load_model(model_cfg, device=args.device)
-    except (OSError, ValueError) as err:
+        # the model's engine (backend: hf | vllm), as the workflow's extract_traces rule picks it
+        spec = ModelSpec.from_config(model_cfg, device=args.device)
+        backend = backend_class(engine_for(model_cfg, *needs)).load(model_cfg, spec)
+    except (OSError, ValueError, RuntimeError) as err:
         raise CliError(f"--model {args.model}: {err}") from err
     demo_split = args.demo_split or dataset_cfg.get("demo_split", "train")
-    summary = extract_traces(
-        dataset,
-        ids,
-        model,
-        tokenizer,
-        prompt_cfg,
-        out,
-        model_name=str(model_cfg.get("name", args.model)),
-        demo_split=demo_split,
-        template=pick_template(prompt_cfg, dataset_cfg.get("loader"), dataset.name),
-        shard_size=int(model_cfg.get("shard_size", 64)),
-        batch_size=args.batch_size or int(model_cfg.get("batch_size", 16)),
-        identity=run_identity(model_cfg),
-        max_context=model_cfg.get("max_context"),
-        too_long=model_cfg.get("too_long_prompts", "fail"),
-    )
+    try:
+        summary = extract_traces(
+            dataset,
+            ids,
+            backend,
+            backend.tokenizer,
+            prompt_cfg,
+            out,
+            model_name=str(model_cfg.get("name", args.model)),
+            demo_split=demo_split,
+            template=pick_template(prompt_cfg, dataset_cfg.get("loader"), dataset.name),
+            shard_size=int(model_cfg.get("shard_size", 64)),
+            batch_size=args.batch_size or int(model_cfg.get("batch_size", 16)),
+            identity=run_identity(model_cfg),
+            max_context=model_cfg.get("max_context"),
+            too_long=model_cfg.get("too_long_prompts", "fail"),
+        )
+    finally:
+        backend.close()
     print(
         f"{out}: {summary['n']} traces ({summary['n_unparseable']} unparseable outputs)",
         file=sys.stderr,
