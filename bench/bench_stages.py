@@ -364,7 +364,7 @@ def vllm_column(
     from multilabel_llm.engine.model_spec import ModelSpec
     from multilabel_llm.engine.vllm_backend import VLLMBackend, engine_settings, vllm_python
 
-    cfg = model_cfg or {**bundled_model_cfg(), "vllm": {"cpu_kv_cache_gb": 1}}
+    cfg = model_cfg or {**bundled_model_cfg(), "backend": "vllm", "vllm": {"cpu_kv_cache_gb": 1}}
     spec = ModelSpec.from_config(cfg, device=device)
     settings = engine_settings(cfg, spec, resolve_checkpoint(cfg), None)
     if tokenizer_dir:

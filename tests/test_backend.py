@@ -54,3 +54,21 @@ def test_config_refuses_fp8_on_a_cpu_model_before_any_job():
         load_config(
             {"experiment": "vllm_demo", "overrides": "+models.smollm2.vllm.quantization=fp8"}
         )
+
+
+def test_model_spec_owns_the_engine_keys():
+    from multilabel_llm.engine.model_spec import ModelSpec, ModelSpecError
+
+    cfg = {
+        "name": "m",
+        "backend": "vllm",
+        "max_context": 2048,
+        "vllm": {"quantization": "int8_per_channel_weight_only", "cpu_kv_cache_gb": 1},
+    }
+    spec = ModelSpec.from_config(cfg, device="cpu")
+    assert (spec.engine, spec.max_context, spec.tensor_parallel) == ("vllm", 2048, 1)
+    assert spec.engine_quantization == "int8_per_channel_weight_only"
+    assert spec.enforce_eager and spec.cpu_kv_cache_gb == 1 and spec.memory_share is None
+    assert ModelSpec.from_config({"name": "m"}, device="cpu").engine == "hf"
+    with pytest.raises(ModelSpecError, match="vllm"):
+        ModelSpec.from_config({"name": "m", "vllm": {"enforce_eager": True}}, device="cpu")

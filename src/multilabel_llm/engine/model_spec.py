@@ -13,7 +13,11 @@
 * ``quantization`` (``8bit`` | ``4bit`` | null): bitsandbytes through transformers'
   ``BitsAndBytesConfig``; a missing bitsandbytes or CUDA is an error, never a fallback;
 * ``revision``, ``trust_remote_code``, ``attn_implementation``;
-* ``batch_size``: the model's own, else its size class's on GPU, else ``DEFAULT_BATCH_SIZE``.
+* ``batch_size``: the model's own, else its size class's on GPU, else ``DEFAULT_BATCH_SIZE``;
+* the engine's keys (engine/backend.py): ``engine`` (``backend``: hf | vllm), ``max_context``,
+  and for vLLM ``tensor_parallel`` (default: the job's GPUs), ``engine_quantization`` (fp8 on
+  GPU, int8 weight-only on CPU), ``memory_share`` (vLLM's share of each GPU), ``enforce_eager``
+  (default on CPU only) and ``cpu_kv_cache_gb`` (the CPU build's KV space).
 
 ``from_pretrained_kwargs(config)`` turns it into the keyword arguments of
 ``AutoModelForCausalLM.from_pretrained`` (engine/loading.py).
@@ -276,6 +280,13 @@ class ModelSpec:
     batch_size: int = DEFAULT_BATCH_SIZE
     max_memory: dict | None = None  # explicit budgets (may offload to "cpu"/disk): tests, checks
     offload_folder: str | None = None
+    engine: str = "hf"  # the model's `backend` (engine/backend.py)
+    max_context: int | None = None  # context length in tokens (None: the checkpoint's)
+    tensor_parallel: int = 1  # vLLM: GPUs every layer is split over
+    engine_quantization: str | None = None  # vLLM's own quantisation (fp8, int8 weight-only)
+    memory_share: float | None = None  # vLLM: share of each GPU it takes (None: its default)
+    enforce_eager: bool = True  # vLLM: skip graph capture (default on CPU only)
+    cpu_kv_cache_gb: float = 2.0  # vLLM's CPU build: host memory for its KV cache
 
     @classmethod
     def from_config(
@@ -343,7 +354,9 @@ class ModelSpec:
             if res.get("gpu_mem_mb"):  # a site's stated per-GPU memory caps the free memory
                 memory = tuple(min(m, int(res["gpu_mem_mb"]) * 2**20) for m in memory)
             several = wanted > 1 and gpus > 1
+        engine = _engine_keys(cfg, dev, gpus)
         return cls(
+            **engine,
             name=name,
             device=dev,
             dtype=dtype,
@@ -448,6 +461,33 @@ class ModelSpec:
         quant = f", {self.quantization}" if self.quantization else ""
         where = self.device if self.device == "cpu" else f"{self.gpus} GPU(s)"
         return f"{self.name}: {self.torch_dtype()}{quant} on {where}, batch {self.batch_size}"
+
+
+def _engine_keys(cfg: dict, device: str, gpus: int) -> dict:
+    """The engine's fields of :class:`ModelSpec` from the model config (errors name the key)."""
+    from .backend import configured_engine
+
+    engine = configured_engine(cfg)
+    opts = cfg.get("vllm") or {}
+    if opts and engine != "vllm":
+        raise ModelSpecError(f"{_where(cfg, 'vllm')}: vLLM settings, but backend is {engine!r}")
+    tp = opts.get("tensor_parallel_size") or (max(gpus, 1) if device == "cuda" else 1)
+    if device == "cuda" and gpus and int(tp) > gpus:
+        raise ModelSpecError(
+            f"{_where(cfg, 'vllm.tensor_parallel_size')}: {tp}, but this job sees {gpus} GPU(s)"
+        )
+    context = cfg.get("max_context")
+    return {
+        "engine": engine,
+        "max_context": int(context) if context else None,
+        "tensor_parallel": int(tp),
+        "engine_quantization": opts.get("quantization"),
+        "memory_share": float(opts["gpu_memory_utilization"])
+        if device == "cuda" and opts.get("gpu_memory_utilization")
+        else None,
+        "enforce_eager": bool(opts.get("enforce_eager", device != "cuda")),
+        "cpu_kv_cache_gb": float(opts.get("cpu_kv_cache_gb", 2)),
+    }
 
 
 def _parse_device(value, cfg: dict) -> str:

@@ -81,29 +81,27 @@ def _dtype_name(spec) -> str:
 
 
 def engine_settings(model_cfg: dict, spec, checkpoint: str, adapter: str | None) -> dict:
-    """The ``vllm.LLM`` arguments of this model (the worker's ``start`` message)."""
-    opts = dict(model_cfg.get("vllm") or {})
-    on_gpu = getattr(spec, "device", "cpu") == "cuda"
-    tp = opts.get("tensor_parallel_size") or (getattr(spec, "gpus", 0) or 1 if on_gpu else 1)
+    """The ``vllm.LLM`` arguments of this model (the worker's ``start`` message): the engine
+    keys of its :class:`~.model_spec.ModelSpec`, plus where the weights are."""
     settings = {
         "model": checkpoint,
         "dtype": _dtype_name(spec),
-        "tensor_parallel_size": int(tp),
-        "quantization": opts.get("quantization"),
-        "max_model_len": model_cfg.get("max_context"),
-        "enforce_eager": bool(opts.get("enforce_eager", not on_gpu)),
-        "trust_remote_code": bool(model_cfg.get("trust_remote_code", False)),
+        "tensor_parallel_size": spec.tensor_parallel,
+        "quantization": spec.engine_quantization,
+        "max_model_len": spec.max_context,
+        "enforce_eager": spec.enforce_eager,
+        "trust_remote_code": spec.trust_remote_code,
         "max_logprobs": MAX_LOGPROB_IDS,
         "seed": 0,
     }
     if (
-        model_cfg.get("revision")
+        spec.revision
         and model_cfg.get("hf_id")
         and not (model_cfg.get("path") or model_cfg.get("gguf"))
     ):
-        settings["revision"] = model_cfg["revision"]
-    if on_gpu and opts.get("gpu_memory_utilization"):
-        settings["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
+        settings["revision"] = spec.revision
+    if spec.memory_share:
+        settings["gpu_memory_utilization"] = spec.memory_share
     if adapter:
         config = Path(adapter, "adapter_config.json")
         if not config.is_file():
@@ -140,11 +138,10 @@ class VLLMBackend:
         from .loading import load_tokenizer, resolve_checkpoint
 
         checkpoint = resolve_checkpoint(model_cfg)
-        opts = model_cfg.get("vllm") or {}
         env = {}
-        if getattr(spec, "device", "cpu") == "cpu":
+        if spec.device == "cpu":
             # the CPU build takes its KV cache from host memory: most of it unless told
-            env["VLLM_CPU_KVCACHE_SPACE"] = str(opts.get("cpu_kv_cache_gb", 2))
+            env["VLLM_CPU_KVCACHE_SPACE"] = f"{spec.cpu_kv_cache_gb:g}"
         backend = cls(
             engine_settings(model_cfg, spec, checkpoint, adapter),
             load_tokenizer(model_cfg),
