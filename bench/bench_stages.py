@@ -347,11 +347,6 @@ def run_stage(name, w, args, floor, device) -> dict:
     return globals()[f"stage_{name}"](w, args, floor, device)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
 def vllm_column(
     w, args, stages, hf_seconds, model_cfg=None, device="cpu", tokenizer_dir=None
 ) -> list[str]:
@@ -362,6 +357,7 @@ def vllm_column(
     checkpoint saved without its tokenizer (the GPU check's random ones)."""
     from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer, resolve_checkpoint
     from multilabel_llm.engine.model_spec import ModelSpec
+    from multilabel_llm.engine.tracing import softmax_rows as _softmax
     from multilabel_llm.engine.vllm_backend import VLLMBackend, engine_settings, vllm_python
 
     cfg = model_cfg or {**bundled_model_cfg(), "backend": "vllm", "vllm": {"cpu_kv_cache_gb": 1}}

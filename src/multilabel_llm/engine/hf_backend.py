@@ -98,12 +98,17 @@ class HFBackend:
         }
 
     def context_length(self) -> int | None:
-        config = getattr(self.model, "config", None)
-        value = getattr(config, "max_position_embeddings", None)
-        return int(value) if isinstance(value, int) and value > 0 else None
+        return model_context(self.model)
 
     def close(self) -> None:
         pass
+
+
+def model_context(model) -> int | None:
+    """The context length a loaded model was trained for (None when it does not say)."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def as_backend(model_or_backend, tokenizer=None):

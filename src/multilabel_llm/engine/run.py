@@ -35,7 +35,7 @@ from .. import __version__
 from ..io import read_json, write_json, write_parquet, write_with
 from ..prompts import PromptBuilder, parse_output, resolve_prompt
 from ..traces import TraceMeta, read_traces, write_traces
-from .hf_backend import HFBackend, as_backend
+from .hf_backend import HFBackend, as_backend, model_context
 from .identity import (  # noqa: F401  (re-exported: sft.py, tests and the CLI use them here)
     WEIGHT_SUFFIXES,
     checkpoint_identity,
@@ -255,13 +255,6 @@ class ShardStore:
                 f"(missing {missing[:5]}, unexpected {extra[:5]}); the shards do not belong to "
                 f"this run: delete {self.dir} and rerun"
             )
-
-
-def model_context(model) -> int | None:
-    """The context length a loaded model was trained for (None when it does not say)."""
-    config = getattr(model, "config", None)
-    value = getattr(config, "max_position_embeddings", None)
-    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _model_components(plan: RunPlan, backend, identity: dict | None) -> dict:
