@@ -25,6 +25,13 @@ config.clear()
 config.update(dag.config)
 
 RESULTS = dag.results
+# The Python that runs a module as a job (rule engine_service): the rule's conda env's under
+# --sdm conda, else Snakemake's own, as for the script directive.
+PYTHON = (
+    "python"
+    if "conda" in {str(m) for m in workflow.deployment_settings.deployment_method}
+    else sys.executable
+)
 
 # Jobs load models from the local hub cache only; rule download_models (rules/models.smk) is
 # the one step that goes online. An explicit HF_HUB_OFFLINE=0 in the environment wins.

@@ -66,6 +66,7 @@ rule binary_position_bias_table:
 rule marginalize:
     input:
         unpack(dag.inference_inputs),
+        engine=dag.engine_service_input("marginalize"),
     output:
         # resume state (<method>.shards/, fingerprinted) sits beside it between runs
         dist=f"{RESULTS}/distributions/{{dataset}}/{{model}}/{{prompt}}/{{testset}}/{{method}}.parquet",
@@ -78,9 +79,9 @@ rule marginalize:
         method=dag.methods_written_by("marginalize"),
     conda:
         "../envs/inference.yaml"
-    threads: dag.model_threads
+    threads: dag.served_threads
     resources:
-        **dag.model_resources(),
+        **dag.served_resources(),
     params:
         **dag.inference_params(),
         settings=lambda wc: dag.method_settings(wc.method),

@@ -6,14 +6,41 @@
 # other inputs are discarded, never mixed in. Each traces.jsonl.gz (one JSON line per trace,
 # `pd.read_json(path, lines=True)`) has its meta in traces.meta.json beside it. Prompts with
 # `hidden_states: true` also write hidden.npz.
+# One engine per (dataset, model, engine): with `engine_service: true` (config/config.yaml) the
+# model-bound jobs below are clients of an engine_service job that holds the loaded model and
+# runs their work (multilabel_llm.engine.service). Snakemake starts the service with the clients
+# that need to run, as one group (on SLURM: one allocation with the service's GPUs), and stops
+# it when they are done; each client keeps its own outputs, log, shards and --cache entry.
 # Traces and breakdown scores may come from Snakemake's between-workflow cache (`--cache`), so
 # those rules carry no benchmark directive (a cached result has no timing); the job log
 # records the seconds each run took.
 
 
+rule engine_service:
+    input:
+        unpack(dag.engine_service_inputs),
+    output:
+        service(f"{RESULTS}/engines/{{dataset}}/{{model}}/{{engine}}.json"),
+    log:
+        "logs/engine_service/{dataset}/{model}/{engine}.log",
+    wildcard_constraints:
+        engine="hf|vllm",
+    conda:
+        "../envs/inference.yaml"
+    threads: dag.model_threads
+    resources:
+        **dag.engine_service_resources(),
+    params:
+        python=PYTHON,
+    shell:
+        "exec {params.python} -m multilabel_llm.engine.service {output:q} --threads {threads}"
+        " 2> {log:q}"
+
+
 rule extract_traces:
     input:
         unpack(dag.inference_inputs),
+        engine=dag.engine_service_input("extract_traces"),
     output:
         traces=f"{dag.trace_dir}/traces.jsonl.gz",
         meta=f"{dag.trace_dir}/traces.meta.json",
@@ -24,9 +51,9 @@ rule extract_traces:
     cache: "omit-software"
     conda:
         "../envs/inference.yaml"
-    threads: dag.model_threads
+    threads: dag.served_threads
     resources:
-        **dag.model_resources(),
+        **dag.served_resources(),
     params:
         **dag.inference_params(),
         software=dag.software,  # torch/transformers versions: part of the --cache key
@@ -36,6 +63,9 @@ rule extract_traces:
 
 
 use rule extract_traces as extract_traces_hidden with:
+    input:
+        unpack(dag.inference_inputs),
+        engine=dag.engine_service_input("extract_traces_hidden"),
     output:
         traces=f"{dag.trace_dir}/traces.jsonl.gz",
         meta=f"{dag.trace_dir}/traces.meta.json",
@@ -75,6 +105,7 @@ rule extract_attention:
 rule score_breakdown:
     input:
         unpack(dag.inference_inputs),
+        engine=dag.engine_service_input("score_breakdown"),
     output:
         f"{dag.breakdown_dir}/{{kind}}.parquet",
     log:
@@ -84,9 +115,9 @@ rule score_breakdown:
     cache: "omit-software"
     conda:
         "../envs/inference.yaml"
-    threads: dag.model_threads
+    threads: dag.served_threads
     resources:
-        **dag.model_resources(),
+        **dag.served_resources(),
     params:
         model=lambda wc: dag.model_params(wc.model),
         prompt={"breakdown": dag.config["breakdown"]},

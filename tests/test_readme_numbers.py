@@ -18,3 +18,14 @@ def test_readme_paper_figures_match_make_plan():
     # the figures are the plan's own: cluster jobs and GPU-hours per partition
     assert f"| {numbers['cluster_jobs']:,} |" in block
     assert numbers["jobs"] > numbers["cluster_jobs"] > 0
+
+
+def test_one_model_load_per_dataset_model_engine():
+    """Issue 27: in the paper experiment's dry run, the jobs that load a model for inference
+    on the a100 partition are at most one per (dataset, model, engine): the engine services."""
+    numbers = readme_numbers.paper_plan()
+    a100 = numbers["loads"]["a100"]
+    assert a100 and max(a100.values()) == 1, a100
+    before = numbers["loads_without_services"]["a100"]
+    assert set(before) == set(a100)  # the same pairs, each loaded once instead of per job
+    assert sum(before.values()) > 2 * sum(a100.values())

@@ -16,7 +16,9 @@ def start(smk, name: str = "multilabel_llm") -> logging.Logger:
     """Send stderr (warnings, tracebacks, progress bars) to the job's log file and log INFO
     there. Call it before importing anything heavy, so import warnings land in the log too."""
     if smk.log:
-        sys.stderr = open(smk.log[0], "w")  # noqa: SIM115  (open for the job's lifetime)
+        open(smk.log[0], "w").close()  # a new log per run, appended to from here on: an
+        # engine service (engine/service.py) writes this job's lines into it too
+        sys.stderr = open(smk.log[0], "a")  # noqa: SIM115  (open for the job's lifetime)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
     return logging.getLogger(name)
 

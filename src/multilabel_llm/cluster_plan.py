@@ -378,6 +378,8 @@ class JobCost:
     over_limit: bool
     note: str = ""
     engine: str = ""  # hf, vllm, or "" (no language model)
+    submissions: int = 1  # sbatch calls: 0 for a client run inside its engine service's group
+    loads: int = 0  # model loads: 1 for an engine service or a job that loads its own model
 
 
 class PlanContext:
@@ -780,33 +782,50 @@ NEEDS = {
 }
 
 
-# model-bound rules -> what they need of an engine (engine/backend.py engine_for)
-ENGINE_NEEDS = {
-    "extract_traces": (),
-    "extract_traces_hidden": ("hidden_states",),
-    "extract_attention": ("attention",),
-    "score_breakdown": (),
-    "marginalize": ("marginalization",),
-    "train_sft": ("training",),
-}
+# rules whose jobs are clients of an engine service when `engine_service: true` (rules/*.smk)
+SERVED_RULES = ("extract_traces", "extract_traces_hidden", "score_breakdown", "marginalize")
 
 
 def job_engine(ctx: PlanContext, job: PlannedJob) -> str:
     """The engine a job runs on ("" for jobs without a language model): the same decision
     the job itself makes (engine/jobs.py)."""
-    from .engine.backend import engine_for
+    from .engine.backend import RULE_NEEDS, rule_engine
 
-    if job.rule not in ENGINE_NEEDS or "model" not in job.wildcards:
+    if job.rule not in RULE_NEEDS or "model" not in job.wildcards:
         return ""
-    needs = ENGINE_NEEDS[job.rule]
     prompt = (ctx.config.get("prompts") or {}).get(job.wildcards.get("prompt", ""), {})
-    if (prompt or {}).get("label_scoring", "first_token") != "first_token":
-        needs = (*needs, "lookahead")
-    return engine_for(ctx.model_cfg(job.wildcards["model"]), *needs)
+    return rule_engine(job.rule, ctx.model_cfg(job.wildcards["model"]), prompt)
 
 
-def job_cost(ctx: PlanContext, job: PlannedJob, partitions=None, partition: str = "") -> JobCost:
-    res = job.resources
+def work_engine_service(ctx: PlanContext, job: PlannedJob) -> Work | None:
+    """An engine service loads its model once; its clients' work is counted on them."""
+    return _llm_work(ctx, job)
+
+
+WORK["engine_service"] = work_engine_service
+NEEDS["engine_service"] = ("dataset", "model")
+
+
+def service_key(ctx: PlanContext, job: PlannedJob) -> tuple | None:
+    """(dataset, model, engine) of the engine service a job runs in, or of the service."""
+    wc = job.wildcards
+    if job.rule == "engine_service":
+        return (wc.get("dataset"), wc.get("model"), wc.get("engine"))
+    if ctx.config.get("engine_service", True) and job.rule in SERVED_RULES and "model" in wc:
+        return (wc.get("dataset"), wc["model"], job_engine(ctx, job))
+    return None
+
+
+def job_cost(
+    ctx: PlanContext,
+    job: PlannedJob,
+    partitions=None,
+    partition: str = "",
+    service: PlannedJob | None = None,
+) -> JobCost:
+    """A job's estimated cost. ``service``: the engine service whose group the job runs in:
+    its GPUs do the work, its model load is counted once on the service."""
+    res = job.resources if service is None else service.resources
     gpus = int(res.get("gpu") or 0)
     fn = WORK.get(job.rule)
     missing = [
@@ -820,14 +839,18 @@ def job_cost(ctx: PlanContext, job: PlannedJob, partitions=None, partition: str 
         ctx.warnings[f"rule {job.rule!r}: no wildcards {missing}, no estimate"] += 1
     else:
         w = fn(ctx, job) or Work()
-    kind = gpu_type(job, partitions, partition, ctx.a)
-    engine = job_engine(ctx, job)
+    kind = gpu_type(service or job, partitions, partition, ctx.a)
+    engine = (
+        job.wildcards.get("engine", "") if job.rule == "engine_service" else job_engine(ctx, job)
+    )
     wall = seconds(w, GPUS[kind], ctx.a) / 3600 if gpus else 0.0
+    load = w.weight_bytes / (ctx.a.load_gb_per_s * 1e9) / 3600
     if engine == "vllm" and gpus:
-        load = w.weight_bytes / (ctx.a.load_gb_per_s * 1e9) / 3600
         wall = (wall - load) / (gpus * ctx.a.vllm_tp_efficiency) + load
         wall += ctx.a.vllm_startup_s / 3600
-    runtime = res.get("runtime")
+    if service is not None:  # the service loaded the model (and started vLLM) once
+        wall = max(0.0, wall - load - (ctx.a.vllm_startup_s / 3600 if engine == "vllm" else 0))
+    runtime = job.resources.get("runtime") if service is None else None
     limit = float(runtime) / 60 if isinstance(runtime, int) else 0.0
     return JobCost(
         prompts=int(w.prompts),
@@ -842,6 +865,8 @@ def job_cost(ctx: PlanContext, job: PlannedJob, partitions=None, partition: str 
         over_limit=bool(gpus and limit and wall > limit),
         note=w.note,
         engine=engine,
+        submissions=0 if service is not None else 1,
+        loads=int(bool(engine) and service is None),
     )
 
 
@@ -849,6 +874,8 @@ def job_cost(ctx: PlanContext, job: PlannedJob, partitions=None, partition: str 
 
 SUM_FIELDS = (
     "jobs",
+    "submissions",
+    "loads",
     "prompts",
     "prompt_tokens",
     "prefill_tokens",
@@ -891,18 +918,29 @@ def cost_plan(
     local = local_rules(workdir)
     ctx = PlanContext(config, workdir, assumptions)
     jobs, groups, per_partition, total, engines = [], {}, {}, {}, {}
-    for job in parse_dry_run(text):
-        if job.local or job.rule in local:
-            continue
-        partition = choose_partition(job, partitions)
-        cost = job_cost(ctx, job, partitions, partition)
-        jobs.append(({**_row(job, partition), "engine": cost.engine}, cost))
+    planned = [j for j in parse_dry_run(text) if not (j.local or j.rule in local)]
+    services = {service_key(ctx, j): j for j in planned if j.rule == "engine_service"}
+    # a service's group runs its clients one after another: their hours count on its limit
+    group_hours: Counter = Counter()
+    for job in planned:
+        service = services.get(service_key(ctx, job)) if job.rule in SERVED_RULES else None
+        partition = choose_partition(service or job, partitions)
+        cost = job_cost(ctx, job, partitions, partition, service)
+        if service is not None:
+            group_hours[service_key(ctx, job)] += cost.wall_hours
+        jobs.append((job, {**_row(job, partition), "engine": cost.engine}, cost))
+    for job, _, cost in jobs:
+        if job.rule == "engine_service" and cost.gpus and cost.limit_gpu_hours:
+            wall = cost.wall_hours + group_hours[service_key(ctx, job)]
+            cost.over_limit = wall > cost.limit_gpu_hours / cost.gpus
+    for job, row, cost in jobs:
         if cost.engine:
             _add(engines.setdefault(cost.engine, {}), cost)
         rule = f"{job.rule} {by}={job.wildcards.get(by, '-')}" if by else job.rule
-        _add(groups.setdefault((partition, rule), {}), cost)
-        _add(per_partition.setdefault(partition, {}), cost)
+        _add(groups.setdefault((row["partition"], rule), {}), cost)
+        _add(per_partition.setdefault(row["partition"], {}), cost)
         _add(total, cost)
+    jobs = [(row, cost) for _, row, cost in jobs]
     return CostPlan(
         experiment=experiment,
         jobs=jobs,
@@ -941,15 +979,21 @@ def format_table(cp: CostPlan) -> str:
     """The plan as a fixed-width table (what ``main`` prints on stderr)."""
     rows = summary_rows(cp)
     width = max([len("rule"), *(len(r["rule"]) for r in rows)])
-    fmt = f"{{:<10}} {{:<{width}}} {{:>7}} {{:>9}} {{:>11}} {{:>13}} {{:>10}} {{:>11}} {{:>10}}"
+    fmt = (
+        f"{{:<10}} {{:<{width}}} {{:>7}} {{:>7}} {{:>6}} {{:>9}} {{:>11}} {{:>13}} {{:>10}} "
+        "{:>11} {:>10}"
+    )
     lines = [
-        f"{cp.total.get('jobs', 0)} cluster jobs"
+        f"{cp.total.get('jobs', 0)} cluster jobs in {cp.total.get('submissions', 0)} "
+        f"submissions, {cp.total.get('loads', 0)} model loads"
         + (f" of experiment={cp.experiment}" if cp.experiment else "")
         + ": ESTIMATED cost (assumptions: docs/cluster_plan.md)",
         fmt.format(
             "partition",
             "rule",
             "jobs",
+            "sbatch",
+            "loads",
             "prompts",
             "prefill tok",
             "generated tok",
@@ -964,6 +1008,8 @@ def format_table(cp: CostPlan) -> str:
                 r["partition"][:10],
                 r["rule"],
                 r["jobs"],
+                r["submissions"],
+                r["loads"],
                 _si(r["prompts"]),
                 _si(r["prefill_tokens"]),
                 _si(r["generated_tokens"]),
@@ -974,7 +1020,7 @@ def format_table(cp: CostPlan) -> str:
         )
     for engine, sums in cp.engines.items():
         lines.append(
-            f"engine {engine}: {sums['jobs']} model-bound jobs, "
+            f"engine {engine}: {sums['jobs']} model-bound jobs, {sums['loads']} model loads, "
             f"{sums['gpu_hours']:,.1f} GPU-h (limit {sums['limit_gpu_hours']:,.0f})"
         )
     for message, n in cp.warnings.items():

@@ -320,6 +320,80 @@ class WorkflowDag:
             or self.size_class_resources(wc.model)["cpus_per_task"]
         )
 
+    # -- engine services (rule engine_service; engine/service.py) ------------------------------
+    @property
+    def engine_services(self) -> bool:
+        """Whether model-bound jobs are clients of one engine service per (dataset, model,
+        engine) (config key ``engine_service``) rather than loading their own model."""
+        return bool(self.config.get("engine_service", True))
+
+    def engine_address(self, dataset: str, model: str, engine: str) -> str:
+        return f"{self.results}/engines/{dataset}/{model}/{engine}.json"
+
+    def engine_service_input(self, rule: str):
+        """Input function of a model-bound ``rule``: the address file of the engine service
+        its job runs in (a Snakemake service: the service and the jobs that need to run form
+        one group), or nothing when every job loads its own model."""
+        from .engine.backend import rule_engine
+
+        def address(wc) -> list[str]:
+            if not self.engine_services:
+                return []
+            wildcards = _wildcards(wc)
+            prompt = self.prompt(wc.prompt) if "prompt" in wildcards else None
+            engine = rule_engine(rule, self.model(wc.model), prompt)
+            return [self.engine_address(wc.dataset, wc.model, engine)]
+
+        return address
+
+    def engine_service_inputs(self, wc) -> dict:
+        """What an engine service reads: the model's stand-in directory and SFT adapter."""
+        inputs = self.model_files(wc.model)
+        adapter = self.model(wc.model).get("adapter")
+        if adapter:
+            inputs["adapter"] = adapter.format(**_wildcards(wc))
+        return inputs
+
+    def served_threads(self, wc) -> int:
+        """Threads of a model-bound job: none of its own when its engine service holds the
+        cores (a client waits on a socket), else the model's."""
+        return 0 if self.engine_services else self.model_threads(wc)
+
+    def served_resources(self) -> dict:
+        """Resources of a model-bound job: a client's (no GPU, little memory, the size class's
+        runtime) when an engine service holds the model, else the model's size class."""
+        if not self.engine_services:
+            return self.model_resources()
+        # a group's string resources must agree: gpu_model stays the service's
+        resources = self.model_resources({"runtime": 60, "gpu_model": ""})
+        return {**resources, "mem_mb": 1000, "gpu": 0}
+
+    def engine_service_jobs(self, dataset: str, model: str) -> int:
+        """How many jobs one engine service of (dataset, model) can be asked to serve at most:
+        the pair's traced cells plus one per (test set, method) of its studies."""
+        cells, method_cells = set(), set()
+        for study in self.studies.values():
+            for cell in study.trace_runs():
+                if (cell["dataset"], cell["model"]) == (dataset, model):
+                    cells.add((cell["prompt"], cell["testset"]))
+                    method_cells.update((cell["testset"], m) for m in study.methods)
+        return max(1, len(cells) + len(method_cells))
+
+    def engine_service_resources(self) -> dict:
+        """The model's size class; runtime: the per-job runtime times the jobs it may serve
+        (the group's clients run one after another through it), capped at the size class's
+        ``max_runtime`` (default 2880 minutes, the partitions' limit in profiles/slurm)."""
+        resources = self.model_resources()
+        per_job = resources["runtime"]
+
+        def runtime(wc) -> int:
+            size = self.config["resources"]["size_classes"][self.model(wc.model)["size_class"]]
+            jobs = self.engine_service_jobs(wc.dataset, wc.model)
+            return min(per_job(wc) * jobs, size.get("max_runtime") or 2880)
+
+        resources["runtime"] = runtime
+        return resources
+
     def model_params(self, name: str) -> dict:
         """The model config a job needs, without placement-only keys.
 

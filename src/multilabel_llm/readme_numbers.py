@@ -42,14 +42,34 @@ def paper_plan(experiment: str = EXPERIMENT) -> dict:
         text = run_dry_run(experiment, "", str(DEFAULT_PROFILE), work)
         plan = cost_plan(text, load_config({"experiment": experiment}), workdir=work,
                          experiment=experiment)  # fmt: skip
+        # the same experiment with every model-bound job loading its own model
+        own = "engine_service=false"
+        own_text = run_dry_run(experiment, own, str(DEFAULT_PROFILE), work)
+        own_plan = cost_plan(own_text, load_config({"experiment": experiment, "overrides": own}),
+                             workdir=work, experiment=experiment)  # fmt: skip
     rules = Counter(job.rule for job in parse_dry_run(text))
     return {
         "jobs": sum(rules.values()),
         "rules": dict(rules),
         "cluster_jobs": plan.total.get("jobs", 0),
+        "submissions": plan.total.get("submissions", 0),
+        "loads": inference_loads(plan),
+        "loads_without_services": inference_loads(own_plan),
         "partitions": {p: dict(sums) for p, sums in plan.partitions.items()},
         "engines": {e: dict(sums) for e, sums in plan.engines.items()},
     }
+
+
+def inference_loads(plan) -> dict[str, Counter]:
+    """partition -> (dataset, model, engine) -> how many jobs load that model for inference
+    (engine services and jobs that load their own; SFT training is not inference)."""
+    loads: dict[str, Counter] = {}
+    for row, cost in plan.jobs:
+        if cost.loads and row["rule"] != "train_sft":
+            wc = dict(kv.split("=", 1) for kv in row["wildcards"].split(",") if kv)
+            key = f"{wc.get('dataset')}/{wc.get('model')}/{cost.engine}"
+            loads.setdefault(row["partition"], Counter())[key] += 1
+    return loads
 
 
 def render(numbers: dict) -> str:
@@ -68,7 +88,19 @@ def render(numbers: dict) -> str:
             "cluster jobs (`make plan`; the rest run on the submitting host)",
             f"{numbers['cluster_jobs']:,}",
         ),  # fmt: skip
+        (
+            "sbatch submissions (an engine service's clients run in its group)",
+            f"{numbers['submissions']:,}",
+        ),  # fmt: skip
     ]
+    for partition, loads in sorted(numbers["loads"].items()):
+        before = sum(numbers["loads_without_services"].get(partition, Counter()).values())
+        rows.append(
+            (
+                f"inference model loads on `{partition}` (with `engine_service: false`)",
+                f"{sum(loads.values()):,} ({before:,})",
+            )
+        )
     for partition, sums in sorted(numbers["partitions"].items()):
         if sums.get("gpu_hours"):
             rows.append((f"estimated GPU-hours, `{partition}`", f"{sums['gpu_hours']:,.1f}"))

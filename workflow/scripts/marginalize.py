@@ -4,23 +4,22 @@ Resumable: shards beside the output (``<method>.shards/``) survive a killed job,
 everything that decides their content (see multilabel_llm.engine.run).
 """
 
-import logging
-import sys
-from pathlib import Path
+import os
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+from multilabel_llm._snakemake_adapter import start
+from multilabel_llm.engine.service import run_model_job
 
-from multilabel_llm.engine.jobs import marginalize_from_files  # noqa: E402
-
-summary = marginalize_from_files(
-    Path(snakemake.input.examples).parent,
-    snakemake.input.ids,
-    dict(snakemake.params.model),
-    dict(snakemake.params.prompt),
-    dict(snakemake.params.settings),
-    snakemake.output.dist,
-    snakemake.output.stats,
+start(snakemake)
+run_model_job(
+    snakemake,
+    "marginalize",
+    data_dir=os.path.dirname(snakemake.input.examples),
+    ids_path=snakemake.input.ids,
+    model_cfg=dict(snakemake.params.model),
+    prompt_cfg=dict(snakemake.params.prompt),
+    settings=dict(snakemake.params.settings),
+    dist_path=snakemake.output.dist,
+    stats_path=snakemake.output.stats,
     demo_split=snakemake.params.demo_split,
     loader=snakemake.params.loader,
     adapter=snakemake.input.get("adapter"),
@@ -28,4 +27,3 @@ summary = marginalize_from_files(
     demo_pool=snakemake.input.get("demo_pool"),
     placeholders=dict(snakemake.wildcards.items()),  # an SFT slot's {dataset} adapter path
 )
-print(summary, file=sys.stderr)

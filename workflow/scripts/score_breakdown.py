@@ -1,21 +1,20 @@
 """Adapter for rule score_breakdown ({kind} wildcard): breakdown scores."""
 
-import logging
 import os
-import sys
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+from multilabel_llm._snakemake_adapter import start
+from multilabel_llm.engine.service import run_model_job
 
-from multilabel_llm.engine.jobs import breakdown_from_files  # noqa: E402
-
-breakdown_from_files(
-    snakemake.params.kind,
-    os.path.dirname(snakemake.input.examples),
-    snakemake.input.ids,
-    snakemake.params.model,
-    snakemake.params.prompt,
-    snakemake.output[0],
+start(snakemake)
+run_model_job(
+    snakemake,
+    "score_breakdown",
+    kind=snakemake.params.kind,
+    data_dir=os.path.dirname(snakemake.input.examples),
+    ids_path=snakemake.input.ids,
+    model_cfg=dict(snakemake.params.model),
+    prompt_cfg=dict(snakemake.params.prompt),
+    out_path=snakemake.output[0],
     demo_split=snakemake.params.demo_split,
     adapter=snakemake.input.get("adapter"),
     threads=snakemake.threads,

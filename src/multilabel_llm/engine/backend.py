@@ -132,6 +132,26 @@ def engine_for(model_cfg: dict, *needs: str) -> str:
     return engine if all(getattr(caps, n) for n in needs) else "hf"
 
 
+# model-bound rules -> what their jobs need of an engine (the DAG, the cost plan and the jobs)
+RULE_NEEDS = {
+    "extract_traces": (),
+    "extract_traces_hidden": ("hidden_states",),
+    "extract_attention": ("attention",),
+    "score_breakdown": (),
+    "marginalize": ("marginalization",),
+    "train_sft": ("training",),
+}
+
+
+def rule_engine(rule: str, model_cfg: dict, prompt_cfg: dict | None = None) -> str:
+    """The engine a job of ``rule`` runs on, for this model and prompt (engine/jobs.py makes
+    the same choice when it opens the run)."""
+    needs = RULE_NEEDS[rule]
+    if ((prompt_cfg or {}).get("label_scoring") or "first_token") != "first_token":
+        needs = (*needs, "lookahead")
+    return engine_for(model_cfg, *needs)
+
+
 def engine_key_problems(slot: str, model_cfg: dict, size_class: dict) -> list[str]:
     """Engine keys that contradict each other or the size class (config-time checks)."""
     engine = model_cfg.get("backend") or "hf"

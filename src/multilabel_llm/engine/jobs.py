@@ -13,7 +13,9 @@ the lookahead scoring and marginalisation run on Hugging Face).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import asdict, dataclass
 
 from ..datasets.canonical import CanonicalDataset, load_canonical
 from ..io import read_id_list, write_csv, write_parquet
@@ -30,6 +32,49 @@ from .run import (
     run_identity,
     set_threads,
 )
+
+log = logging.getLogger(__name__)
+
+# Loaded backends kept for the process's lifetime, keyed by everything that decided the load;
+# None (the default) = each job loads its own and closes it. An engine service
+# (engine/service.py) turns it on: the jobs of one (dataset, model, engine) share one load.
+_POOL: dict[str, object] | None = None
+
+
+def keep_engines_loaded() -> None:
+    """From now on, :func:`open_run` keeps every backend it loads and hands it out again to a
+    job asking for the same model, adapter, placement and engine."""
+    global _POOL
+    if _POOL is None:
+        _POOL = {}
+
+
+def close_kept_engines() -> None:
+    """Close every kept backend (the engine service's shutdown)."""
+    global _POOL
+    pool, _POOL = _POOL or {}, None
+    for backend in pool.values():
+        backend.close()
+
+
+def _load_backend(engine: str, model_cfg: dict, spec: ModelSpec, adapter: str | None):
+    if _POOL is None:
+        return backend_class(engine).load(model_cfg, spec, adapter)
+    key = json.dumps([engine, model_cfg, asdict(spec), adapter], sort_keys=True, default=str)
+    if key not in _POOL:
+        log.info(
+            "loading %s on %s (kept for the service's next jobs)", model_cfg.get("name"), engine
+        )
+        _POOL[key] = backend_class(engine).load(model_cfg, spec, adapter)
+    else:
+        log.info("%s on %s: already loaded by this engine service", model_cfg.get("name"), engine)
+    return _POOL[key]
+
+
+def release(backend) -> None:
+    """A job is done with its backend: closed, unless an engine service keeps it loaded."""
+    if _POOL is None or backend not in _POOL.values():
+        backend.close()
 
 
 @dataclass
@@ -77,7 +122,7 @@ def open_run(
     if adapter and placeholders:
         adapter = str(adapter).format(**placeholders)
     spec = ModelSpec.from_config(model_cfg, resources)
-    backend = backend_class(engine_for(model_cfg, *needs)).load(model_cfg, spec, adapter)
+    backend = _load_backend(engine_for(model_cfg, *needs), model_cfg, spec, adapter)
     return OpenedRun(dataset, backend, spec, adapter)
 
 
@@ -123,7 +168,7 @@ def extract_traces_from_files(
             too_long=model_cfg.get("too_long_prompts", "fail"),
         )
     finally:
-        run.backend.close()
+        release(run.backend)
 
 
 def breakdown_from_files(
@@ -160,7 +205,7 @@ def breakdown_from_files(
             pool_ids=read_pool(demo_pool),
         )
     finally:
-        run.backend.close()
+        release(run.backend)
     frame.attrs["engine"] = run.backend.name
     write_parquet(out_path, frame)
     return frame
