@@ -30,11 +30,10 @@ rule engine_service:
     threads: dag.model_threads
     resources:
         **dag.engine_service_resources(),
-    params:
-        python=PYTHON,
     shell:
-        "exec {params.python} -m multilabel_llm.engine.service {output:q} --threads {threads}"
-        " 2> {log:q}"
+        # PYTHON (rules/common.smk) is a global, not a param: a param would put the venv's
+        # path into the --cache keys of every client's outputs
+        "exec {PYTHON} -m multilabel_llm.engine.service {output:q} --threads {threads} 2> {log:q}"
 
 
 rule extract_traces:

@@ -83,3 +83,35 @@ def test_html_report_renders_every_figure_in_chromium(finished_run):
         entries = open_every_entry(driver, report)
     figures = [path for _, _, path in entries if path.endswith(".png")]
     assert len(figures) >= 10
+
+
+def test_changed_prompt_template_recomputes_only_that_prompts_traces(finished_run):
+    """Issue 27: after a full run, one prompt's template changes; only that prompt's trace
+    jobs run again, in one engine service for its (dataset, model), and every other
+    prompt's traces stay as they were (last: it changes the run the tests above read)."""
+    traces = sorted((finished_run / "results/tiny/traces").rglob("traces.jsonl.gz"))
+    changed = [p for p in traces if "/reverse/" in str(p)]
+    assert changed and len(changed) < len(traces)
+    before = {p: p.stat().st_mtime_ns for p in traces}
+    instruction = "Name every emotion of the input, last label first: {labels}.\n"
+    override = (
+        f"prompts={{reverse: {{templates: {{goemotions: {{instruction: '{instruction}'}}}}}}}}"
+    )
+    args = ("--cores", "2", "--config", f"experiment={EXPERIMENT}", override)
+    plan = snakemake(finished_run, "-n", *args)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    trace_jobs = [
+        line for line in plan.stdout.splitlines() if line.startswith("    wildcards: dataset=")
+    ]
+    prompts_traced = {w.split("prompt=")[1].split(",")[0] for w in trace_jobs if "prompt=" in w}
+    assert "reverse" in prompts_traced
+    proc = snakemake(finished_run, *args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    for path in traces:
+        recomputed = path.stat().st_mtime_ns != before[path]
+        assert recomputed == (path in changed), path
+    service_log = finished_run / "logs/engine_service/goemotions/smollm2/hf.log"
+    assert f"{len(changed)} jobs served" in service_log.read_text()
+    log = finished_run / "logs/extract_traces/goemotions/smollm2/reverse/train_excerpt.log"
+    assert "job 1 of this service" in log.read_text()
+    assert "prompts changed since its" in log.read_text()  # the old shards were discarded

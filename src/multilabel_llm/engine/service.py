@@ -198,16 +198,15 @@ def serve(address: str, threads: int | None = None) -> None:
     Path(tmp).write_text(json.dumps({"socket": sock_path, "pid": os.getpid()}))
     os.replace(tmp, address)  # consumers start once it exists: publish before heavy imports
 
-    def stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
+    stopping = []  # SIGTERM (Snakemake: the last client is done) ends the loop between jobs
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     from . import jobs
 
     jobs.keep_engines_loaded()
     log.info("engine service %s: listening on %s", address, sock_path)
     try:
-        while os.getppid() == parent:  # orphaned (Snakemake killed): stop
+        # stop on SIGTERM, or when orphaned (Snakemake killed outright)
+        while not stopping and os.getppid() == parent != 1:
             try:
                 conn, _ = server.accept()
             except TimeoutError:
