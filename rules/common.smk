@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from multilabel_llm.dag import DagError, WorkflowDag
+from multilabel_llm.dag import DagError, WorkflowDag, put_this_python_first_on_path
 from multilabel_llm.run_locks import keep_other_runs_locks
 
 # two runs in one project folder (two results folders): the first to end keeps the other's locks
@@ -25,13 +25,9 @@ config.clear()
 config.update(dag.config)
 
 RESULTS = dag.results
-# The Python that runs a module as a job (rule engine_service): the rule's conda env's under
-# --sdm conda, else Snakemake's own, as for the script directive.
-PYTHON = (
-    "python"
-    if "conda" in {str(m) for m in workflow.deployment_settings.deployment_method}
-    else sys.executable
-)
+# Jobs that run a module with `python` (rule engine_service) get Snakemake's own Python, as the
+# script directive does; under --sdm conda the rule's env comes first on PATH when activated.
+put_this_python_first_on_path()
 
 # Jobs load models from the local hub cache only; rule download_models (rules/models.smk) is
 # the one step that goes online. An explicit HF_HUB_OFFLINE=0 in the environment wins.

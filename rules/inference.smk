@@ -31,9 +31,9 @@ rule engine_service:
     resources:
         **dag.engine_service_resources(),
     shell:
-        # PYTHON (rules/common.smk) is a global, not a param: a param would put the venv's
-        # path into the --cache keys of every client's outputs
-        "exec {PYTHON} -m multilabel_llm.engine.service {output:q} --threads {threads} 2> {log:q}"
+        # `python`: rules/common.smk puts Snakemake's own first on PATH (a param naming it
+        # would put this machine's venv path into the --cache keys of the clients' outputs)
+        "exec python -m multilabel_llm.engine.service {output:q} --threads {threads} 2> {log:q}"
 
 
 rule extract_traces:

@@ -8,10 +8,13 @@ comes from SLURM's own job completion log (JobCompLoc), joined to Snakemake's jo
 plugin's per-job sbatch logs (``.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log``):
 
 * every non-local job of the planned DAG ran through sbatch and completed;
-* the b70-class inference jobs ran on ``a100``, everything else on ``cpu``;
-* fault tolerance: the b70 trace job is SIGKILLed (``scancel -s KILL``) after its first
-  shard; Snakemake resubmits it (profile ``retries``), the retry resumes from the finished
-  shards, and the run completes.
+* each engine service (rules/inference.smk) ran in one submission together with its clients
+  (the model's traces and breakdown scores): one sbatch and one model load per
+  (dataset, model, engine), its group's log under ``group_<id>/``;
+* the b70-class slot's group ran on ``a100``, everything else on ``cpu``;
+* fault tolerance: the b70 group is SIGKILLed (``scancel -s KILL``) after its trace job's
+  first shard; Snakemake resubmits it (profile ``retries``), the retry resumes from the
+  finished shards, and the run completes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ STATE = Path(os.environ.get("MLLLM_SLURM_DIR", "/tmp/mlllm-slurm"))
 JOBCOMP = STATE / "jobcomp.log"
 TARGET = "results/slurm_test/tables/alignment_goemotions.csv"
 BIG = "smollm2-as-70b"  # the model slot declared as size class b70
-GPU_RULES = {"extract_traces", "extract_traces_hidden", "score_breakdown"}
+MODELS = ("smollm2", BIG)
+GPU_RULES = {"engine_service", "extract_traces", "extract_traces_hidden", "score_breakdown"}
 KILLED_TRACES = f"results/slurm_test/traces/goemotions/{BIG}/json10/main_test_set"
 
 
@@ -151,8 +155,26 @@ def parse_jobcomp(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def group_log_jobs(text: str) -> set[tuple[str, str]]:
+    """(rule, "_"-joined wildcard values) of the jobs a group job's log says it ran (the
+    Snakemake inside the allocation prints each job as ``[local]rule NAME:`` + wildcards)."""
+    jobs, rule = set(), None
+    for line in text.splitlines():
+        m = re.match(r"^(?:localrule|rule) (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+            continue
+        m = re.match(r"^\s+wildcards: (.*)$", line)
+        if m and rule is not None:
+            jobs.add((rule, "_".join(kv.split("=", 1)[1] for kv in m.group(1).split(", "))))
+            rule = None
+    return jobs
+
+
 def sbatch_logs(workdir: Path) -> pd.DataFrame:
-    """The plugin's sbatch logs: which SLURM job id ran which (rule, wildcards)."""
+    """The plugin's sbatch logs: which SLURM job id ran which (rule, wildcards). A group job
+    (an engine service with its clients) has one log for all its jobs: one row each, with the
+    group's id in ``group``."""
     rows = []
     base = workdir / ".snakemake" / "slurm_logs"
     for log in base.glob("rule_*/**/*.log"):
@@ -162,14 +184,20 @@ def sbatch_logs(workdir: Path) -> pd.DataFrame:
                 "rule": rel[0].removeprefix("rule_"),
                 "wildcards": "/".join(rel[1:-1]),
                 "JobId": log.stem,
+                "group": "",
             }
         )
-    return pd.DataFrame(rows, columns=["rule", "wildcards", "JobId"])
+    for log in base.glob("group_*/**/*.log"):
+        group = log.relative_to(base).parts[0].removeprefix("group_")
+        for rule, wildcards in sorted(group_log_jobs(log.read_text(errors="replace"))):
+            rows.append({"rule": rule, "wildcards": wildcards, "JobId": log.stem, "group": group})
+    return pd.DataFrame(rows, columns=["rule", "wildcards", "JobId", "group"])
 
 
 def _kill_after_first_shard(proc: subprocess.Popen, workdir: Path, timeout: float = 600) -> str:
-    """Wait until the b70 trace job has written its first shard, then SIGKILL its SLURM job
-    (every process of it, as a node crash would). Returns the killed job id."""
+    """Wait until the b70 trace job has written its first shard, then SIGKILL its SLURM job:
+    the group of the b70 engine service, the one job on ``a100`` (every process of it, as a
+    node crash would). Returns the killed job id."""
     shard = workdir / KILLED_TRACES / "shards" / "shard-00000.jsonl.gz"
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
@@ -183,9 +211,8 @@ def _kill_after_first_shard(proc: subprocess.Popen, workdir: Path, timeout: floa
         text=True,
         check=True,
     ).stdout
-    wanted = f"rule_extract_traces_wildcards_goemotions_{BIG}_json10_main_test_set"
-    ids = [line.split("|")[0] for line in out.splitlines() if line.endswith(wanted)]
-    assert len(ids) == 1, f"expected one running b70 trace job, squeue says:\n{out}"
+    ids = [line.split("|")[0] for line in out.splitlines() if line.split("|")[1] == "a100"]
+    assert len(ids) == 1, f"expected one running b70 group job, squeue says:\n{out}"
     subprocess.run(["scancel", "--signal=KILL", "--full", ids[0]], check=True)
     return ids[0]
 
@@ -246,12 +273,32 @@ def test_tiny_dag_runs_through_slurm_with_routing_and_retry(cluster, workdir):
     assert ran == planned, f"not via sbatch: {planned - ran}; unexpected: {ran - planned}"
     assert not (rules & local)
 
+    # One submission per engine service, its clients inside it: one model load per pair.
+    services = completed[completed["rule"] == "engine_service"]
+    assert sorted(services["wildcards"]) == [f"goemotions_{m}_hf" for m in sorted(MODELS)]
+    for service in services.itertuples():
+        _, model, _ = service.wildcards.split("_")
+        group = completed[completed["JobId"] == service.JobId]
+        clients = set(zip(group["rule"], group["wildcards"], strict=True)) - {
+            ("engine_service", service.wildcards)
+        }
+        assert clients == {
+            (rule, wc)
+            for rule, wc in planned
+            if rule in GPU_RULES - {"engine_service"} and wc.startswith(f"goemotions_{model}_")
+        }, (model, clients)
+        log = workdir / "logs/engine_service/goemotions" / model / "hf.log"
+        assert f"{len(clients)} jobs served" in log.read_text()
+    assert not completed[completed["rule"].isin(GPU_RULES)]["group"].eq("").any()
+
     # Routing: the b70-class model's inference on a100, all else on cpu.
     for row in merged.itertuples():
         big_gpu_job = row.rule in GPU_RULES and f"_{BIG}_" in f"_{row.wildcards}_"
         expected = "a100" if big_gpu_job else "cpu"
         assert row.Partition == expected, (row.rule, row.wildcards, row.Partition)
-    assert (completed["Partition"] == "a100").sum() >= 2  # traces + unary of the b70 slot
+    # the b70 slot's service, traces and unary scores: one group job on a100
+    assert (completed["Partition"] == "a100").sum() >= 3
+    assert completed[completed["Partition"] == "a100"]["JobId"].nunique() == 1
 
     # Fault tolerance: the killed job failed in SLURM, a retry of the same job completed
     # and resumed from the shard(s) the killed attempt had finished.
@@ -284,6 +331,16 @@ def test_planned_jobs_parser():
     jobs, local = planned_jobs(text)
     assert jobs == {("prepare_dataset", "goemotions"), ("estimate", "d_m_p_t_k"), ("collect", "")}
     assert local == {"all"}
+
+
+def test_group_log_jobs_parser():
+    text = (
+        "localrule engine_service:\n    output: a.json (service)\n"
+        "    wildcards: dataset=d, model=m, engine=hf\n"
+        "rule extract_traces:\n    wildcards: dataset=d, model=m, prompt=p, testset=t\n"
+        "Select jobs to execute...\n"
+    )
+    assert group_log_jobs(text) == {("engine_service", "d_m_hf"), ("extract_traces", "d_m_p_t")}
 
 
 def test_parse_jobcomp(tmp_path):

@@ -21,6 +21,7 @@ Slot contracts made explicit here:
 from __future__ import annotations
 
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,15 @@ BINARY_BIAS_TABLE = {
 class DagError(ValueError):
     """A grid the config cannot build (unknown slot, missing stand-in); rules/common.smk turns
     it into a WorkflowError."""
+
+
+def put_this_python_first_on_path() -> None:
+    """Put the running Python's directory first on PATH (inherited by every job), so a shell
+    rule's ``python`` is the one Snakemake runs in, as a script directive's is."""
+    here = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != here:
+        os.environ["PATH"] = os.pathsep.join([here, path]) if path else here
 
 
 def _wildcards(wc) -> dict[str, str]:
