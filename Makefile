@@ -60,6 +60,7 @@ lint: $(DEV_STAMP)
 
 bench: $(STAMP) $(VLLM_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_stages.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_engine_service.py
 
 # One-command check of a CUDA machine (fast path vs generate, placement, timing, memory).
 gpu-check: $(STAMP)

@@ -29,7 +29,14 @@ def test_vllm_experiment_runs_end_to_end(tmp_path):
     assert meta.info["engine"] == "vllm" and meta.info["logit_kind"] == "logprob"
     assert len(traces) == 8 and all(t.step_probs for t in traces)
     log = (tmp_path / "logs/score_unary/goemotions/smollm2/main_test_set.log").read_text()
-    assert "vLLM" in log and "ready" in log  # the breakdown job ran on the vLLM engine
+    # the breakdown job ran in the vLLM engine service, which started vLLM once for the pair
+    assert f"{RESULTS}/engines/goemotions/smollm2/vllm.json" in log
+    service = (tmp_path / "logs/engine_service/goemotions/smollm2/vllm.log").read_text()
+    served = [line for line in service.splitlines() if "jobs served" in line]
+    assert served and int(served[-1].split(": ")[-1].split()[0]) >= 2, service
+    job_logs = sorted((tmp_path / "logs").rglob("*.log"))
+    starts = sum("vLLM" in f.read_text() and "ready" in f.read_text() for f in job_logs)
+    assert starts == 1, "vLLM started more than once for one (dataset, model)"
     table = pd.read_csv(tmp_path / target)
     methods = set(table["method"])
     assert {"compare_to_none", "hard_predictions", "max_over_generations"} <= methods
