@@ -174,3 +174,29 @@ def test_an_orphaned_service_stops(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the orphaned engine service kept running")
+
+
+def test_breakdown_scores_are_reused_only_under_the_same_inputs(inputs, tmp_path, caplog):
+    """A served job can rerun when its service reruns for another client (Snakemake reruns
+    every client of a service that has to run): breakdown scores, like traces, come back from
+    a fingerprinted shard then, and are recomputed when anything that decides them changed."""
+    import logging
+
+    root, model_cfg = inputs
+    out = tmp_path / "unary.parquet"
+    kwargs = {"data_dir": str(root / "data"), "ids_path": str(root / "ids.txt"),
+              "kind": "unary", "model_cfg": model_cfg, "out_path": str(out),
+              "prompt_cfg": {"breakdown": {"n_shots": 2}}}  # fmt: skip
+    caplog.set_level(logging.INFO)
+    run_job("score_breakdown", kwargs)
+    first = out.read_bytes()
+    assert "reused the finished shard" not in caplog.text
+    caplog.clear()
+    out.unlink()  # what Snakemake does before it reruns a job
+    run_job("score_breakdown", kwargs)
+    assert "reused the finished shard" in caplog.text
+    assert out.read_bytes() == first
+    caplog.clear()
+    run_job("score_breakdown", {**kwargs, "prompt_cfg": {"breakdown": {"n_shots": 1}}})
+    assert "reused the finished shard" not in caplog.text
+    assert "breakdown changed since its 1 shard files were written" in caplog.text

@@ -86,32 +86,47 @@ def test_html_report_renders_every_figure_in_chromium(finished_run):
 
 
 def test_changed_prompt_template_recomputes_only_that_prompts_traces(finished_run):
-    """Issue 27: after a full run, one prompt's template changes; only that prompt's trace
-    jobs run again, in one engine service for its (dataset, model), and every other
-    prompt's traces stay as they were (last: it changes the run the tests above read)."""
+    """Issue 27: after a full run, one prompt's template changes. Its engine service has to
+    run, and Snakemake reruns every client of a service that runs, so the (dataset, model)'s
+    other trace jobs run too, in the same service with one model load: they reuse all their
+    shards (their logs say so) and write the same traces. Only the changed prompt's traces
+    are computed; other (dataset, model) pairs are not touched. Last: it changes the run."""
+    import gzip
+    import re
+
     traces = sorted((finished_run / "results/tiny/traces").rglob("traces.jsonl.gz"))
-    changed = [p for p in traces if "/reverse/" in str(p)]
-    assert changed and len(changed) < len(traces)
-    before = {p: p.stat().st_mtime_ns for p in traces}
+    pair = [p for p in traces if "/goemotions/smollm2/" in str(p)]
+    changed = [p for p in pair if "/reverse/" in str(p)]
+    assert changed and len(changed) < len(pair) < len(traces)
+    before = {p: (p.stat().st_mtime_ns, gzip.open(p).read()) for p in traces}
     instruction = "Name every emotion of the input, last label first: {labels}.\n"
     override = (
         f"prompts={{reverse: {{templates: {{goemotions: {{instruction: '{instruction}'}}}}}}}}"
     )
-    args = ("--cores", "2", "--config", f"experiment={EXPERIMENT}", override)
-    plan = snakemake(finished_run, "-n", *args)
-    assert plan.returncode == 0, plan.stderr[-3000:]
-    trace_jobs = [
-        line for line in plan.stdout.splitlines() if line.startswith("    wildcards: dataset=")
-    ]
-    prompts_traced = {w.split("prompt=")[1].split(",")[0] for w in trace_jobs if "prompt=" in w}
-    assert "reverse" in prompts_traced
-    proc = snakemake(finished_run, *args)
+    proc = snakemake(finished_run, "--cores", "2", "--config", f"experiment={EXPERIMENT}", override)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    logs = finished_run / "logs"
     for path in traces:
-        recomputed = path.stat().st_mtime_ns != before[path]
-        assert recomputed == (path in changed), path
-    service_log = finished_run / "logs/engine_service/goemotions/smollm2/hf.log"
-    assert f"{len(changed)} jobs served" in service_log.read_text()
-    log = finished_run / "logs/extract_traces/goemotions/smollm2/reverse/train_excerpt.log"
-    assert "job 1 of this service" in log.read_text()
-    assert "prompts changed since its" in log.read_text()  # the old shards were discarded
+        mtime, content = before[path]
+        if path not in pair:  # another (dataset, model): untouched
+            assert path.stat().st_mtime_ns == mtime, path
+            continue
+        rel = path.parent.relative_to(finished_run / "results/tiny/traces")
+        rule = (
+            "extract_traces_hidden" if (path.parent / "hidden.npz").exists() else "extract_traces"
+        )
+        log = (logs / rule / f"{rel}.log").read_text()
+        assert "in engine service results/tiny/engines/goemotions/smollm2/hf.json" in log, log
+        computed = re.search(r"'computed_shards': \[([^\]]*)\]", log).group(1).strip()
+        if path in changed:
+            assert computed and "prompts changed since its" in log, log
+        else:  # rerun with its service, every shard reused: the same traces
+            assert computed == "", log
+            assert gzip.open(path).read() == content, path
+    service = (logs / "engine_service/goemotions/smollm2/hf.log").read_text()
+    served = int(re.findall(r"(\d+) jobs served", service)[-1])
+    assert served >= len(pair)
+    clients = [f.read_text() for f in logs.rglob("*.log")]
+    clients = [t for t in clients if "engines/goemotions/smollm2/hf.json (job" in t]
+    assert len(clients) == served  # every job of this run's service logged it ran there
+    assert sum("loading smollm2-135m-instruct on hf" in t for t in clients) == 1  # one load

@@ -22,6 +22,15 @@ def short_digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def file_digest(path) -> str:
+    """sha256 over a file's bytes (datasets and id lists: MBs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def dir_digest(path) -> str:
     """sha256 over every file's relative name and bytes (adapters are small: MBs)."""
     root = Path(path)

@@ -16,14 +16,19 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
 
 from ..datasets.canonical import CanonicalDataset, load_canonical
 from ..io import read_id_list, write_csv, write_parquet
 from ..prompts import pick_template
 from ..traces import read_traces
 from .backend import backend_class, engine_for
+from .identity import file_digest
 from .loading import ModelSpec
 from .run import (
+    ShardStore,
     extract_traces,
     marginalize,
     model_context,
@@ -192,18 +197,45 @@ def breakdown_from_files(
         raise ValueError(f"breakdown kind {kind!r}: expected one of {list(breakdown.SCORERS)}")
     run = open_run(data_dir, model_cfg, adapter=adapter, threads=threads, resources=resources)
     opts = prompt_cfg.get("breakdown") or {}
+    ids = read_id_list(ids_path)
+    # One resumable shard keyed by every input that decides the scores: a rerun with the
+    # same inputs (e.g. its engine service restarted for another prompt's traces) reuses it.
+    store = ShardStore(
+        Path(out_path).parent / f"{kind}.shards",
+        ids,
+        max(len(ids), 1),
+        {
+            "kind": kind,
+            "ids": ids,
+            "breakdown": opts,
+            "demo_split": demo_split,
+            "data": file_digest(Path(data_dir) / "examples.parquet"),
+            "demo_pool": file_digest(demo_pool) if demo_pool else None,
+            "backend": run.backend.name,
+            "model": run_identity(model_cfg, run.adapter),
+            **run.backend.shard_components(),
+        },
+    )
+    store.prepare()
+    shard = store.path(0, ".parquet")
     try:
-        frame = breakdown.SCORERS[kind](
-            run.backend,
-            run.tokenizer,
-            run.dataset,
-            read_id_list(ids_path),
-            demo_split=demo_split,
-            n_shots=int(opts.get("n_shots", 10)),
-            seed=int(opts.get("seed", 0)),
-            batch_size=int(opts.get("batch_size", run.spec.batch_size)),
-            pool_ids=read_pool(demo_pool),
-        )
+        if shard.is_file():
+            frame = pd.read_parquet(shard)
+            log.info("%s scores: reused the finished shard %s (0 of 1 computed)", kind, shard)
+        else:
+            frame = breakdown.SCORERS[kind](
+                run.backend,
+                run.tokenizer,
+                run.dataset,
+                ids,
+                demo_split=demo_split,
+                n_shots=int(opts.get("n_shots", 10)),
+                seed=int(opts.get("seed", 0)),
+                batch_size=int(opts.get("batch_size", run.spec.batch_size)),
+                pool_ids=read_pool(demo_pool),
+            )
+            frame.attrs["engine"] = run.backend.name
+            write_parquet(shard, frame)
     finally:
         release(run.backend)
     frame.attrs["engine"] = run.backend.name
