@@ -31,8 +31,11 @@ rule engine_service:
     resources:
         **dag.engine_service_resources(),
     shell:
-        # `python`: rules/common.smk puts Snakemake's own first on PATH (a param naming it
-        # would put this machine's venv path into the --cache keys of the clients' outputs)
+        # The address file exists at once with the service's pid ($$: exec keeps it), so the
+        # clients never wait on Snakemake's latency-wait; they poll it for the socket. `python`:
+        # rules/common.smk puts Snakemake's own first on PATH (a param naming it would put this
+        # machine's venv path into the --cache keys of the clients' outputs).
+        "echo '{{\"pid\": '$$'}}' > {output:q} && "
         "exec python -m multilabel_llm.engine.service {output:q} --threads {threads} 2> {log:q}"
 
 
