@@ -99,7 +99,7 @@ def test_changed_prompt_template_recomputes_only_that_prompts_traces(finished_ru
     changed = [p for p in pair if "/reverse/" in str(p)]
     assert changed and len(changed) < len(pair) < len(traces)
     before = {p: (p.stat().st_mtime_ns, gzip.open(p).read()) for p in traces}
-    instruction = "Name every emotion of the input, last label first: {labels}.\n"
+    instruction = "Name the emotions of each input from the last label to the first. "
     override = (
         f"prompts={{reverse: {{templates: {{goemotions: {{instruction: '{instruction}'}}}}}}}}"
     )

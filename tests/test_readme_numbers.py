@@ -4,11 +4,17 @@ Regenerates the block from the paper experiment's dry run and ``make plan``'s co
 (``multilabel_llm.readme_numbers``, one dry run, about 15 s) and compares it with README.md.
 """
 
+import pytest
+
 from multilabel_llm import readme_numbers
 
 
-def test_readme_paper_figures_match_make_plan():
-    numbers = readme_numbers.paper_plan()
+@pytest.fixture(scope="module")
+def numbers():
+    return readme_numbers.paper_plan()  # two dry runs of the paper experiment
+
+
+def test_readme_paper_figures_match_make_plan(numbers):
     text = readme_numbers.README.read_text(encoding="utf-8")
     block = readme_numbers.render(numbers)
     assert readme_numbers.replace_block(text, block) == text, (
@@ -20,10 +26,9 @@ def test_readme_paper_figures_match_make_plan():
     assert numbers["jobs"] > numbers["cluster_jobs"] > 0
 
 
-def test_one_model_load_per_dataset_model_engine():
+def test_one_model_load_per_dataset_model_engine(numbers):
     """Issue 27: in the paper experiment's dry run, the jobs that load a model for inference
     on the a100 partition are at most one per (dataset, model, engine): the engine services."""
-    numbers = readme_numbers.paper_plan()
     a100 = numbers["loads"]["a100"]
     assert a100 and max(a100.values()) == 1, a100
     before = numbers["loads_without_services"]["a100"]

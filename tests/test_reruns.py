@@ -101,6 +101,7 @@ def test_table_target_plans_only_its_ancestors(workdir):
             "prepare_dataset": 1,
             "build_testsets": 1,
             "demo_pool": 1,  # the dataset's shared demonstrations
+            "engine_service": 2,  # one loaded model per (dataset, model slot, engine)
             "extract_traces": 2,
             "score_breakdown": 2,  # unary_breakdown needs the unary breakdown scores
             "estimate": 6,  # 2 models x 3 methods

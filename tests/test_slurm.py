@@ -275,7 +275,7 @@ def test_tiny_dag_runs_through_slurm_with_routing_and_retry(cluster, workdir):
 
     # One submission per engine service, its clients inside it: one model load per pair.
     services = completed[completed["rule"] == "engine_service"]
-    assert sorted(services["wildcards"]) == [f"goemotions_{m}_hf" for m in sorted(MODELS)]
+    assert sorted(services["wildcards"]) == sorted(f"goemotions_{m}_hf" for m in MODELS)
     for service in services.itertuples():
         _, model, _ = service.wildcards.split("_")
         group = completed[completed["JobId"] == service.JobId]
