@@ -137,22 +137,23 @@ def _request(address: str, message: dict) -> dict:
 
 @contextlib.contextmanager
 def _job_log(path):
-    """Log a request into its job's log file (appending: the client truncated it)."""
+    """Send the service's stderr (log records, progress bars, warnings: every handler that
+    writes to it, transformers' too) into the job's log while it runs, appending (the
+    client truncated it); the file descriptor is swapped, so no handler keeps a closed file."""
     if not path:
         yield
         return
-    root = logging.getLogger()
-    with open(path, "a") as stream:
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        old_handlers, old_stderr = root.handlers[:], sys.stderr
-        root.handlers[:] = [handler]
-        sys.stderr = stream  # progress bars and warnings too
-        try:
-            yield
-        finally:
-            root.handlers[:] = old_handlers
-            sys.stderr = old_stderr
+    sys.stderr.flush()
+    saved = os.dup(2)
+    job_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(job_fd, 2)
+    os.close(job_fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _answer(stream, message: dict, threads: int | None) -> dict:
