@@ -18,7 +18,7 @@
 
 rule engine_service:
     input:
-        unpack(dag.engine_service_inputs),
+        unpack(dag.model_inputs),
     output:
         service(f"{RESULTS}/engines/{{dataset}}/{{model}}/{{engine}}.json"),
     log:

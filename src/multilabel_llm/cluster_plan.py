@@ -734,7 +734,13 @@ def work_score_breakdown(ctx: PlanContext, job: PlannedJob) -> Work | None:
     return work_breakdown(kind)(ctx, job)
 
 
+def work_engine_service(ctx: PlanContext, job: PlannedJob) -> Work | None:
+    """An engine service loads its model once; its clients' work is counted on them."""
+    return _llm_work(ctx, job)
+
+
 WORK = {
+    "engine_service": work_engine_service,
     "extract_traces": work_traces,
     "extract_traces_hidden": work_traces,
     "extract_attention": work_attention,
@@ -776,6 +782,7 @@ def seconds(w: Work, gpu: GPU, a: Assumptions = ASSUMPTIONS) -> float:
 
 # wildcards each cost model reads; a job without them gets no estimate (and a warning)
 NEEDS = {
+    "engine_service": ("dataset", "model"),
     "train_sft": ("dataset", "model"),
     "train_demux": ("dataset",),
     "train_probes": (),
@@ -795,15 +802,6 @@ def job_engine(ctx: PlanContext, job: PlannedJob) -> str:
         return ""
     prompt = (ctx.config.get("prompts") or {}).get(job.wildcards.get("prompt", ""), {})
     return rule_engine(job.rule, ctx.model_cfg(job.wildcards["model"]), prompt)
-
-
-def work_engine_service(ctx: PlanContext, job: PlannedJob) -> Work | None:
-    """An engine service loads its model once; its clients' work is counted on them."""
-    return _llm_work(ctx, job)
-
-
-WORK["engine_service"] = work_engine_service
-NEEDS["engine_service"] = ("dataset", "model")
 
 
 def service_key(ctx: PlanContext, job: PlannedJob) -> tuple | None:
@@ -919,19 +917,20 @@ def cost_plan(
     ctx = PlanContext(config, workdir, assumptions)
     jobs, groups, per_partition, total, engines = [], {}, {}, {}, {}
     planned = [j for j in parse_dry_run(text) if not (j.local or j.rule in local)]
-    services = {service_key(ctx, j): j for j in planned if j.rule == "engine_service"}
+    keys = {id(job): service_key(ctx, job) for job in planned}
+    services = {keys[id(j)]: j for j in planned if j.rule == "engine_service"}
     # a service's group runs its clients one after another: their hours count on its limit
     group_hours: Counter = Counter()
     for job in planned:
-        service = services.get(service_key(ctx, job)) if job.rule in SERVED_RULES else None
+        service = services.get(keys[id(job)]) if job.rule in SERVED_RULES else None
         partition = choose_partition(service or job, partitions)
         cost = job_cost(ctx, job, partitions, partition, service)
         if service is not None:
-            group_hours[service_key(ctx, job)] += cost.wall_hours
+            group_hours[keys[id(job)]] += cost.wall_hours
         jobs.append((job, {**_row(job, partition), "engine": cost.engine}, cost))
     for job, _, cost in jobs:
         if job.rule == "engine_service" and cost.gpus and cost.limit_gpu_hours:
-            wall = cost.wall_hours + group_hours[service_key(ctx, job)]
+            wall = cost.wall_hours + group_hours[keys[id(job)]]
             cost.over_limit = wall > cost.limit_gpu_hours / cost.gpus
     for job, row, cost in jobs:
         if cost.engine:

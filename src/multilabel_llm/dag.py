@@ -356,8 +356,9 @@ class WorkflowDag:
 
         return address
 
-    def engine_service_inputs(self, wc) -> dict:
-        """What an engine service reads: the model's stand-in directory and SFT adapter."""
+    def model_inputs(self, wc) -> dict:
+        """The model's files a job that loads it reads (an engine service, an inference job):
+        its stand-in directory and, for an SFT slot, the dataset's adapter."""
         inputs = self.model_files(wc.model)
         adapter = self.model(wc.model).get("adapter")
         if adapter:
@@ -563,9 +564,6 @@ class WorkflowDag:
             # the dataset's shared demo pool: every run of a prompt shows the same demos
             "demo_pool": self.data(wc.dataset, "demo_pool.txt"),
         }
-        adapter = self.model(wc.model).get("adapter")
-        if adapter:
-            inputs["adapter"] = adapter.format(**_wildcards(wc))
         # what decides the job's output, as files that travel with the results folder
         wildcards = _wildcards(wc)
         inputs["decided_model"] = self.decided_model(wc.model)
@@ -577,7 +575,7 @@ class WorkflowDag:
             )
         if "method" in wildcards:  # marginalize
             inputs["decided_method"] = self.decided("methods", wc.method, self.method(wc.method))
-        return inputs | self.model_files(wc.model)
+        return inputs | self.model_inputs(wc)
 
     def inference_params(self) -> dict:
         """Params of every job that runs a prompt of the experiment through a model."""

@@ -156,7 +156,7 @@ def _job_log(path):
         os.close(saved)
 
 
-def _answer(stream, message: dict, threads: int | None) -> dict:
+def _answer(stream, state: dict, threads: int | None) -> dict:
     try:
         request = json.loads(stream.readline() or b"{}")
     except ValueError as err:
@@ -171,12 +171,12 @@ def _answer(stream, message: dict, threads: int | None) -> dict:
         except Exception as err:  # the client re-raises it; the service serves the next
             logging.getLogger().error("%s", traceback.format_exc())
             return {"ok": False, "error": f"{type(err).__name__}: {err}"}
-        message["served"] += 1
+        state["served"] += 1
         logging.getLogger().info(
             "%s in engine service %s (job %d of this service, %.1f s): %s",
             name,
-            message["address"],
-            message["served"],
+            state["address"],
+            state["served"],
             time.monotonic() - started,
             result,
         )
