@@ -6,7 +6,7 @@ CORES ?= 2
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # vLLM's CPU build pins its own torch and transformers: it gets an environment of its own, whose
-# Python runs the vLLM engine's worker (src/multilabel_llm/engine/vllm_backend.py)
+# Python runs the vLLM engine's worker (src/multilabel_llm/engine/vllm/backend.py)
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
@@ -73,7 +73,7 @@ dryrun: $(STAMP)
 EXPERIMENT ?= paper
 plan: $(STAMP)
 	mkdir -p results/plan
-	$(BIN)/python -m multilabel_llm.cluster_plan --experiment $(EXPERIMENT) \
+	$(BIN)/python -m multilabel_llm.workflow.cluster_plan --experiment $(EXPERIMENT) \
 		--tsv results/plan/cost.tsv --json results/plan/cost.json > results/plan/jobs.tsv
 
 # Fetch the experiment's Hugging Face models into $HF_HOME on the login node (gated Llama

@@ -1,6 +1,6 @@
 # Multi-label LLM pipeline: datasets -> traces -> distributions -> alignment, analyses, report.
 # The config is a Hydra tree (config/); rules/common.smk composes and validates it into `dag`
-# (multilabel_llm.dag.WorkflowDag), which every rule file reads.
+# (multilabel_llm.workflow.dag.WorkflowDag), which every rule file reads.
 from snakemake.utils import min_version
 
 min_version("9.0")

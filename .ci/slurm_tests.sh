@@ -9,4 +9,4 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 trap '.ci/slurm/stop_cluster.sh || true' EXIT
 .ci/slurm/start_cluster.sh
-HF_HUB_OFFLINE=1 .venv/bin/pytest -q -m slurm tests/test_slurm.py
+HF_HUB_OFFLINE=1 .venv/bin/pytest -q -m slurm tests/e2e/test_slurm.py

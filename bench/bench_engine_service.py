@@ -31,10 +31,10 @@ ORDERS = ("dataset", "alphabetical", "reverse", "random")
 def prepare(work: Path, n: int) -> dict:
     import yaml
 
-    from multilabel_llm.datasets import prepare as prepare_dataset
-    from multilabel_llm.datasets.canonical import save_canonical
+    from multilabel_llm.core.io import write_id_list
+    from multilabel_llm.data import prepare as prepare_dataset
+    from multilabel_llm.data.canonical import save_canonical
     from multilabel_llm.engine.loading import bundled_model_cfg
-    from multilabel_llm.io import write_id_list
 
     ds_cfg = yaml.safe_load((ROOT / "config/dataset/goemotions_demo.yaml").read_text())
     ds = prepare_dataset(ds_cfg, ROOT)

@@ -23,9 +23,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from multilabel_llm.datasets.canonical import CanonicalDataset  # noqa: E402
-from multilabel_llm.explorer import MethodDistribution, explorer_data, write_explorer  # noqa: E402
-from multilabel_llm.traces import LabelStep, Trace, TraceMeta  # noqa: E402
+from multilabel_llm.core.traces import LabelStep, Trace, TraceMeta  # noqa: E402
+from multilabel_llm.data.canonical import CanonicalDataset  # noqa: E402
+from multilabel_llm.report.explorer import MethodDistribution, explorer_data, write_explorer  # noqa: E402
 from tests._browser import By, headless_chromium  # noqa: E402
 
 N_LABELS = 28

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from multilabel_llm import NONE_LABEL
+from multilabel_llm.data.prompts import PromptBuilder, resolve_prompt
 from multilabel_llm.engine.label_tokens import detect_label_tokens
 from multilabel_llm.engine.loading import bundled_model_cfg, load_model
-from multilabel_llm.engine.testing import TOY_PROMPT_CFG, toy_dataset
 from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len, finalize
-from multilabel_llm.prompts import PromptBuilder, resolve_prompt
+from tests.builders import TOY_PROMPT_CFG, toy_dataset
 
 
 def main(argv=None):

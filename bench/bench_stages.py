@@ -80,11 +80,11 @@ def timed(fn, device):
 def workload(args, model=None, tok=None):
     """The demo prompts for every stage; ``model``/``tok`` default to the bundled model (the
     GPU check passes its random-weight checkpoint with the bundled tokenizer)."""
-    from multilabel_llm.datasets import prepare
+    from multilabel_llm.data import prepare
+    from multilabel_llm.data.prompts import PromptBuilder, pick_template, resolve_prompt
     from multilabel_llm.engine.label_tokens import detect_label_tokens
     from multilabel_llm.engine.loading import bundled_model_cfg, load_model
     from multilabel_llm.engine.tracing import StopRule, common_prefix_len
-    from multilabel_llm.prompts import PromptBuilder, pick_template, resolve_prompt
 
     ds_cfg = yaml.safe_load((ROOT / "config/dataset/goemotions_demo.yaml").read_text())
     prompt_cfg = yaml.safe_load((ROOT / "config/prompt/json_10shot.yaml").read_text())
@@ -233,13 +233,13 @@ def stage_breakdown(kind, w, args, floor, device):
 
 
 def stage_marginalise(w, args, floor, device):
-    from multilabel_llm.engine.tracing import common_prefix_len
-    from multilabel_llm.marginalization import (
+    from multilabel_llm.data.prompts import parse_output
+    from multilabel_llm.engine.hf.marginalization import (
         SearchSettings,
         batched_marginals,
         marginal_label_probs,
     )
-    from multilabel_llm.prompts import parse_output
+    from multilabel_llm.engine.tracing import common_prefix_len
 
     model, tok, prompts, ds = w["model"], w["tok"], w["prompts"], w["ds"]
     params = demo_search_settings()
@@ -287,7 +287,7 @@ def stage_marginalise(w, args, floor, device):
 
 
 def stage_attention(w, args, floor, device):
-    from multilabel_llm.engine.attention import attention_rows, attention_rows_plain
+    from multilabel_llm.engine.hf.attention import attention_rows, attention_rows_plain
     from multilabel_llm.engine.tracing import common_prefix_len
 
     model, tok, prompts = w["model"], w["tok"], w["prompts"]
@@ -358,7 +358,7 @@ def vllm_column(
     from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer, resolve_checkpoint
     from multilabel_llm.engine.model_spec import ModelSpec
     from multilabel_llm.engine.tracing import softmax_rows as _softmax
-    from multilabel_llm.engine.vllm_backend import VLLMBackend, engine_settings, vllm_python
+    from multilabel_llm.engine.vllm.backend import VLLMBackend, engine_settings, vllm_python
 
     cfg = model_cfg or {**bundled_model_cfg(), "backend": "vllm", "vllm": {"cpu_kv_cache_gb": 1}}
     spec = ModelSpec.from_config(cfg, device=device)

@@ -19,8 +19,8 @@ import torch
 
 from multilabel_llm.engine.label_tokens import LabelTokens, detect_label_tokens
 from multilabel_llm.engine.loading import DTYPES, bundled_model_cfg, load_model
-from multilabel_llm.engine.testing import llama8b_random
 from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len, reference_trace
+from tests.builders import llama8b_random
 
 
 class NeverStop(StopRule):
@@ -40,8 +40,8 @@ def demo_workload(args):
     """The demo's real prompts: GoEmotions excerpt (dev split), json_10shot, bundled model."""
     import yaml
 
-    from multilabel_llm.datasets import prepare
-    from multilabel_llm.prompts import PromptBuilder, pick_template, resolve_prompt
+    from multilabel_llm.data import prepare
+    from multilabel_llm.data.prompts import PromptBuilder, pick_template, resolve_prompt
 
     root = Path(__file__).resolve().parents[1]
     ds_cfg = yaml.safe_load((root / "config/dataset/goemotions_demo.yaml").read_text())

@@ -492,7 +492,7 @@ def use_vllm(args, device) -> bool:
     vLLM is found (engine/vllm_backend.py ``vllm_python``)."""
     if args.vllm != "auto":
         return args.vllm == "on"
-    from multilabel_llm.engine.vllm_backend import VLLMError, vllm_python
+    from multilabel_llm.engine.vllm.backend import VLLMError, vllm_python
 
     try:
         vllm_python()

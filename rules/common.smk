@@ -1,5 +1,5 @@
 # Composes and validates the Hydra config (config/) and builds the grid every rule reads:
-# `dag` (multilabel_llm.dag.WorkflowDag) holds the paths, input functions, params and target
+# `dag` (multilabel_llm.workflow.dag.WorkflowDag) holds the paths, input functions, params and target
 # lists; the rule files hold rules only (snakemake --lint).
 import os
 import sys
@@ -7,8 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from multilabel_llm.dag import DagError, WorkflowDag, put_this_python_first_on_path
-from multilabel_llm.run_locks import keep_other_runs_locks
+from multilabel_llm.workflow.dag import DagError, WorkflowDag, put_this_python_first_on_path
+from multilabel_llm.workflow.run_locks import keep_other_runs_locks
 
 # two runs in one project folder (two results folders): the first to end keeps the other's locks
 keep_other_runs_locks()

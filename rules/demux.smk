@@ -1,5 +1,5 @@
 # Demux (Chochlakis et al. 2023), the paper's "BERT" row: an encoder over (label names, text).
-# Library: src/multilabel_llm/demux.py. It does not depend on the LLM: trained and applied once
+# Library: src/multilabel_llm/supervised/demux.py. It does not depend on the LLM: trained and applied once
 # per dataset/test set, then copied under every (model, prompt) as the distribution of each
 # method of kind `demux` (dag.methods_written_by).
 

@@ -1,7 +1,7 @@
 # Distribution methods (paper §5.2): traces / breakdown scores → id × label probabilities.
-# Library: src/multilabel_llm/estimators.py (+ bradley_terry.py, platt.py, marginalization.py).
+# Library: src/multilabel_llm/methods/estimators.py (+ bradley_terry.py, platt.py, marginalization.py).
 # Every {method}.parquet under results/distributions/ has one writer, chosen by the method's
-# `kind` (multilabel_llm.studies.DISTRIBUTION_PRODUCERS): each writer constrains {method} to
+# `kind` (multilabel_llm.workflow.studies.DISTRIBUTION_PRODUCERS): each writer constrains {method} to
 # dag.methods_written_by(<producer>): estimate, estimate_binary (which also writes the
 # answer-position bias), marginalize, probes (rules/probes.smk), demux (rules/demux.smk).
 

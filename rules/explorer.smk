@@ -1,7 +1,7 @@
 # The example explorer (docs/explorer.md): one self-contained HTML page per traced run with
 # each example's text, human distribution, generated output, per-step label distribution
 # and every method's distribution with its NLL / L1 / example-F1; linked from the report.
-# Library: src/multilabel_llm/explorer.py; pages: dag.explorer_pages().
+# Library: src/multilabel_llm/report/explorer.py; pages: dag.explorer_pages().
 
 
 rule write_explorer:

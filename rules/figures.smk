@@ -1,5 +1,5 @@
 # Paper figures from the analysis CSVs, results/figures/{figure}.{png,pdf}: one rule over the
-# registry multilabel_llm.dag.FIGURES (plot kind, source, report subcategory, content), so
+# registry multilabel_llm.workflow.dag.FIGURES (plot kind, source, report subcategory, content), so
 # adding a figure is one entry there and its caption block in workflow/report/figures.rst.
 # Every figure is drawn even when part of its data is not configured (a "no data for this
 # setting" panel); the caption says what was shown.

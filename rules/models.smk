@@ -1,7 +1,7 @@
 # The Hugging Face cluster workflow (docs/cluster.md): compute nodes have no network, so the
 # login node fetches every hub model of the experiment into $HF_HOME once, and every job loads
 # offline (rules/common.smk sets HF_HUB_OFFLINE=1). A local rule: it never goes to SLURM.
-# Library: src/multilabel_llm/model_download.py. Run: `make download EXPERIMENT=paper`.
+# Library: src/multilabel_llm/workflow/model_download.py. Run: `make download EXPERIMENT=paper`.
 
 
 rule download_models:

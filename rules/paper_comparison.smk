@@ -1,6 +1,6 @@
 # Side by side with the paper: every cell of the paper's Tables 1, 2, 4, 5, 6, 7 beside this
 # run's value, its bootstrap interval and whether the paper's value lies in it ("not run" where
-# the run did not produce the cell). Library: src/multilabel_llm/paper_reference.py; the
+# the run did not produce the cell). Library: src/multilabel_llm/report/paper_reference.py; the
 # paper's numbers: data/paper_reference/ (found from the Snakefile's folder).
 
 

@@ -1,5 +1,5 @@
 # Linear probes (paper §5.2.3, §5.4, Fig. 7/15): hidden state at the first generated label token.
-# Library: src/multilabel_llm/probes.py. Needs extract_traces with hidden states for the probe
+# Library: src/multilabel_llm/supervised/probes.py. Needs extract_traces with hidden states for the probe
 # train and eval test sets (training.probes.train_testset / eval_testset) and any test set
 # whose distribution is asked for.
 

@@ -1,7 +1,7 @@
 # SFT (paper §5.2.3, §A.5): LoRA on the train split with the experiment's first prompt (the
 # main prompt) minus demonstrations, once per (dataset, model): every prompt variant's
 # "<model>-sft" traces apply the same adapter (the slot dag.model("<model>-sft") synthesises).
-# Library: src/multilabel_llm/sft.py. Checkpoints live beside the adapter but are NOT outputs:
+# Library: src/multilabel_llm/supervised/sft.py. Checkpoints live beside the adapter but are NOT outputs:
 # Snakemake deletes a job's outputs before rerunning it, which would defeat resuming. They
 # carry a fingerprint (training config, base model, data, prompt): a rerun resumes only its
 # own run's checkpoints and retrains after any change.

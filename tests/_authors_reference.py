@@ -1,6 +1,6 @@
 """A slow reference of the authors' three token-level estimators (Praharaj & Kasundra 2025),
 written from their definition (issue 25, docs/metrics.md), not from their code nor from
-``multilabel_llm.marginalization``: plain recursion, a full forward of prompt + path for every
+``multilabel_llm.engine.hf.marginalization``: plain recursion, a full forward of prompt + path for every
 node (no KV cache), Python lists throughout. ``probs(path)`` gives the next-token
 distribution (a list of floats, full vocabulary) after the prompt and ``path``."""
 

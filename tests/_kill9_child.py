@@ -1,4 +1,4 @@
-"""A resumable stage run in its own process, for tests/test_fault_kill9.py to SIGKILL.
+"""A resumable stage run in its own process, for tests/workflow/test_fault_kill9.py to SIGKILL.
 
 ``python tests/_kill9_child.py SPEC.json`` runs the rule front-end named by the spec's
 ``stage`` (``marginalize``: :func:`marginalize_from_files`; ``sft``:
@@ -18,7 +18,7 @@ HOLD_SECONDS = 600  # far past the test's own bounds: only a kill ends it
 
 
 def _hold_marginalization() -> None:
-    import multilabel_llm.marginalization as marg
+    import multilabel_llm.engine.hf.marginalization as marg
 
     real, calls = marg.batched_marginals, []
 
@@ -34,7 +34,7 @@ def _hold_marginalization() -> None:
 def _hold_sft() -> None:
     from transformers import TrainerCallback
 
-    import multilabel_llm.sft as sft
+    import multilabel_llm.supervised.sft as sft
 
     real = sft._trainer_callbacks
 
@@ -57,7 +57,7 @@ def main(spec_path: str) -> None:
 
         _hold_marginalization()
     elif spec["stage"] == "sft":
-        from multilabel_llm.sft import train_sft_from_files as run
+        from multilabel_llm.supervised.sft import train_sft_from_files as run
 
         _hold_sft()
     else:

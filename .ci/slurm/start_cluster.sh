@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring up a one-node SLURM cluster on localhost (partitions "cpu" and "a100", two fake A100s)
-# for tests/test_slurm.py. Idempotent: if the cluster answers already, it does nothing.
+# for tests/e2e/test_slurm.py. Idempotent: if the cluster answers already, it does nothing.
 #
 #   .ci/slurm/start_cluster.sh   # state, logs, job completion log in $MLLLM_SLURM_DIR
 #   sinfo; sbatch ...; squeue     # (default /tmp/mlllm-slurm)

@@ -4,7 +4,7 @@
            the same engine call as the workflow's ``extract_traces`` rule;
 ``score``  traces (estimated with the named methods) and/or distribution files -> NLL, L1 and
            example-F1 with bootstrap CIs against the human distribution, as a CSV;
-``plan``   the cluster cost plan (``python -m multilabel_llm.cluster_plan``; needs the
+``plan``   the cluster cost plan (``python -m multilabel_llm.workflow.cluster_plan``; needs the
            ``workflow`` extra, since it reads Snakemake's dry run and the SLURM partitions).
 
 Datasets, models, prompts and methods are slot names of a composed experiment
@@ -38,7 +38,7 @@ class _Config:
 
     def get(self) -> dict:
         if self._cfg is None:
-            from .config import ConfigError, load_config
+            from multilabel_llm.workflow.config import ConfigError, load_config
 
             items = {"experiment": self.experiment}
             if self.overrides:
@@ -88,7 +88,7 @@ def _dataset(args, config: _Config):
     if args.data and args.dataset:
         raise CliError("give one of --data DIR and --dataset NAME, not both")
     if args.data:
-        from .datasets.canonical import load_canonical
+        from multilabel_llm.data.canonical import load_canonical
 
         path = Path(args.data)
         missing = [f for f in ("examples.parquet", "meta.json") if not (path / f).is_file()]
@@ -100,8 +100,8 @@ def _dataset(args, config: _Config):
         return load_canonical(path), {}
     if not args.dataset:
         raise CliError("give the dataset: --dataset NAME (or a YAML file) or --data DIR")
-    from .config import REPO_ROOT
-    from .datasets import prepare
+    from multilabel_llm.data import prepare
+    from multilabel_llm.workflow.config import REPO_ROOT
 
     cfg = _slot("--dataset", "datasets", args.dataset, config)
     try:
@@ -114,7 +114,7 @@ def _ids(args, dataset, default: list[str] | None = None) -> list[str]:
     if args.ids and args.split:
         raise CliError("give one of --ids FILE and --split NAME, not both")
     if args.ids:
-        from .io import read_id_list
+        from multilabel_llm.core.io import read_id_list
 
         if not Path(args.ids).is_file():
             raise CliError(f"--ids: file {args.ids} does not exist")
@@ -146,10 +146,11 @@ def _ids(args, dataset, default: list[str] | None = None) -> list[str]:
 
 
 def cmd_trace(args) -> int:
-    from .engine.backend import backend_class, engine_for
-    from .engine.model_spec import ModelSpec
-    from .engine.run import extract_traces, run_identity, set_threads
-    from .prompts import pick_template
+    from multilabel_llm.data.prompts import pick_template
+    from multilabel_llm.engine.backend import backend_class, engine_for
+    from multilabel_llm.engine.identity import run_identity
+    from multilabel_llm.engine.model_spec import ModelSpec
+    from multilabel_llm.engine.run import extract_traces, set_threads
 
     config = _Config(args.experiment, args.override)
     dataset, dataset_cfg = _dataset(args, config)
@@ -197,7 +198,7 @@ def cmd_trace(args) -> int:
 
 
 def _method(flag: str, name: str, config: _Config) -> tuple[str, dict]:
-    from .estimators import KINDS
+    from multilabel_llm.methods.estimators import KINDS
 
     slots = config.get().get("methods") or {}
     if name in slots:
@@ -217,7 +218,7 @@ def _read_traces(path: str):
     import json
     import zlib
 
-    from .traces import read_traces
+    from multilabel_llm.core.traces import read_traces
 
     try:
         return read_traces(path)
@@ -252,8 +253,8 @@ def _check_traces_match(path: str, traces, dataset) -> None:
 def cmd_score(args) -> int:
     import pandas as pd
 
-    from .alignment_scoring import BootstrapSettings, score_distribution
-    from .estimators import estimate
+    from multilabel_llm.methods.estimators import estimate
+    from multilabel_llm.scoring.alignment import BootstrapSettings, score_distribution
 
     if not args.traces and not args.dist:
         raise CliError("give what to score: --traces FILE with --method NAME, or --dist NAME=FILE")
@@ -325,7 +326,7 @@ def cmd_plan(argv: list[str]) -> int:
             f"plan reads Snakemake's dry run and the SLURM partitions: {', '.join(missing)} "
             "not installed; pip install -e '.[workflow]'"
         )
-    from .cluster_plan import main as plan_main
+    from multilabel_llm.workflow.cluster_plan import main as plan_main
 
     return plan_main(argv)
 
@@ -374,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "plan",
         add_help=False,
-        help="cluster cost plan; arguments as python -m multilabel_llm.cluster_plan",
+        help="cluster cost plan; arguments as python -m multilabel_llm.workflow.cluster_plan",
     )
     return top
 

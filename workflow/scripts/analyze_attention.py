@@ -6,8 +6,8 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd  # noqa: E402
 
-from multilabel_llm import analyses  # noqa: E402
-from multilabel_llm.io import write_csv  # noqa: E402
+from multilabel_llm.analyses import mechanisms as analyses  # noqa: E402
+from multilabel_llm.core.io import write_csv  # noqa: E402
 
 attention = pd.read_csv(snakemake.input.attention)
 try:

@@ -1,11 +1,11 @@
-"""Snakemake adapter: one trace file → the §4/§D analysis CSVs (multilabel_llm.analyses)."""
+"""Snakemake adapter: one trace file → the §4/§D analysis CSVs (multilabel_llm.analyses.mechanisms)."""
 # ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
-from multilabel_llm._snakemake_adapter import named, start
+from multilabel_llm.workflow.adapter import named, start
 
 start(snakemake)
 
-from multilabel_llm.steps import analyze_traces
+from multilabel_llm.workflow.steps import analyze_traces
 
 analyze_traces(
     snakemake.input.traces,

@@ -8,7 +8,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import logging
 
 from multilabel_llm.engine.run import set_threads
-from multilabel_llm.engine.standins import write_standin
+from multilabel_llm.workflow.standins import write_standin
 
 set_threads(snakemake.threads)  # the job's share of cores, not all of them
 

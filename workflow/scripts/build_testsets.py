@@ -8,9 +8,9 @@ sys.stderr = open(snakemake.log[0], "w")
 import logging
 from pathlib import Path
 
-from multilabel_llm.datasets import load_canonical
-from multilabel_llm.io import write_id_list
-from multilabel_llm.testsets import build_testset, describe
+from multilabel_llm.core.io import write_id_list
+from multilabel_llm.data import load_canonical
+from multilabel_llm.data.testsets import build_testset, describe
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

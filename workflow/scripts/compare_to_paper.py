@@ -7,7 +7,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import logging
 
-from multilabel_llm.paper_reference import compare_tables, read_reference, write_comparison
+from multilabel_llm.report.paper_reference import compare_tables, read_reference, write_comparison
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

@@ -8,9 +8,9 @@ sys.stderr = open(snakemake.log[0], "w")
 import logging
 from pathlib import Path
 
-from multilabel_llm.datasets import load_canonical
-from multilabel_llm.io import read_id_list, write_id_list
-from multilabel_llm.prompts import select_demo_pool
+from multilabel_llm.core.io import read_id_list, write_id_list
+from multilabel_llm.data import load_canonical
+from multilabel_llm.data.prompts import select_demo_pool
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

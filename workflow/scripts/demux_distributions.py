@@ -8,9 +8,9 @@ sys.stderr = open(snakemake.log[0], "w")
 import logging
 from pathlib import Path
 
-from multilabel_llm.datasets.canonical import load_canonical
-from multilabel_llm.demux import demux_distribution
-from multilabel_llm.io import read_id_list, write_parquet
+from multilabel_llm.core.io import read_id_list, write_parquet
+from multilabel_llm.data.canonical import load_canonical
+from multilabel_llm.supervised.demux import demux_distribution
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

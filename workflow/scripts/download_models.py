@@ -11,7 +11,7 @@ os.environ["HF_HUB_OFFLINE"] = "0"
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 
-from multilabel_llm.model_download import download_from_params  # noqa: E402
+from multilabel_llm.workflow.model_download import download_from_params  # noqa: E402
 
 fetched = download_from_params(snakemake.params.downloads, snakemake.output.manifest)
 print(f"fetched {len(fetched)} repos into the Hugging Face cache", file=sys.stderr)

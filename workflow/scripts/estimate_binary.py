@@ -9,8 +9,8 @@ import logging
 
 import pandas as pd
 
-from multilabel_llm.estimators import estimate_binary
-from multilabel_llm.io import read_id_list, read_json, write_csv, write_parquet
+from multilabel_llm.core.io import read_id_list, read_json, write_csv, write_parquet
+from multilabel_llm.methods.estimators import estimate_binary
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

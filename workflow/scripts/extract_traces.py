@@ -2,8 +2,8 @@
 
 import os
 
-from multilabel_llm._snakemake_adapter import start
 from multilabel_llm.engine.service import run_model_job
+from multilabel_llm.workflow.adapter import start
 
 start(snakemake)
 run_model_job(

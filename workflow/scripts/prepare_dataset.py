@@ -8,7 +8,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import logging
 from pathlib import Path
 
-from multilabel_llm.datasets import prepare, save_canonical
+from multilabel_llm.data import prepare, save_canonical
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

@@ -9,8 +9,8 @@ import logging
 
 import joblib
 
-from multilabel_llm.io import read_id_list, write_parquet
-from multilabel_llm.probes import load_hidden, probe_distribution
+from multilabel_llm.core.io import read_id_list, write_parquet
+from multilabel_llm.supervised.probes import load_hidden, probe_distribution
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

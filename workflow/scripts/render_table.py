@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from multilabel_llm.report import render_table  # noqa: E402
+from multilabel_llm.report.html import render_table  # noqa: E402
 
 p = snakemake.params
 render_table(

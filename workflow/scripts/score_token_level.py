@@ -3,11 +3,11 @@ micro ROC-AUC; Praharaj & Kasundra 2025) of every distribution of one dataset, a
 aggregate labels → token_level_{dataset}.{csv,md}."""
 # ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
-from multilabel_llm._snakemake_adapter import named, start
+from multilabel_llm.workflow.adapter import named, start
 
 start(snakemake)
 
-from multilabel_llm.steps import score_token_level
+from multilabel_llm.workflow.steps import score_token_level
 
 score_token_level(
     snakemake.input.examples,

@@ -8,10 +8,10 @@ sys.stderr = open(snakemake.log[0], "w")
 import logging
 from pathlib import Path
 
-from multilabel_llm.datasets.canonical import load_canonical
-from multilabel_llm.demux import load_encoder, save_demux, train_demux
+from multilabel_llm.core.io import read_id_list, write_csv
+from multilabel_llm.data.canonical import load_canonical
 from multilabel_llm.engine.run import set_threads
-from multilabel_llm.io import read_id_list, write_csv
+from multilabel_llm.supervised.demux import load_encoder, save_demux, train_demux
 
 set_threads(snakemake.threads)  # the job's share of cores, not all of them
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import joblib
 
-from multilabel_llm.datasets.canonical import load_canonical
-from multilabel_llm.io import atomic_path, write_csv
-from multilabel_llm.probes import load_probe_data, probe_scores
+from multilabel_llm.core.io import atomic_path, write_csv
+from multilabel_llm.data.canonical import load_canonical
+from multilabel_llm.supervised.probes import load_probe_data, probe_scores
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
 
-from multilabel_llm.sft import train_sft_from_files  # noqa: E402
+from multilabel_llm.supervised.sft import train_sft_from_files  # noqa: E402
 
 train_sft_from_files(
     Path(snakemake.input.table).parent,

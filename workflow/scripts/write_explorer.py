@@ -1,7 +1,7 @@
 """Snakemake adapter: one traced run's traces + distributions → its example explorer page."""
 # ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
-from multilabel_llm._snakemake_adapter import start
+from multilabel_llm.workflow.adapter import start
 
 log = start(snakemake)
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from multilabel_llm.datasets import load_canonical
-from multilabel_llm.explorer import MethodDistribution, explorer_data, write_explorer
-from multilabel_llm.metrics import MetricSettings
-from multilabel_llm.traces import read_traces
+from multilabel_llm.core.metrics import MetricSettings
+from multilabel_llm.core.traces import read_traces
+from multilabel_llm.data import load_canonical
+from multilabel_llm.report.explorer import MethodDistribution, explorer_data, write_explorer
 
 params = snakemake.params
 dataset = load_canonical(Path(snakemake.input.examples).parent)

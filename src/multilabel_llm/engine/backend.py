@@ -30,8 +30,8 @@ from typing import Protocol
 
 # engine name -> "module:Class" (imported lazily)
 BACKENDS = {
-    "hf": "multilabel_llm.engine.hf_backend:HFBackend",
-    "vllm": "multilabel_llm.engine.vllm_backend:VLLMBackend",
+    "hf": "multilabel_llm.engine.hf.backend:HFBackend",
+    "vllm": "multilabel_llm.engine.vllm.backend:VLLMBackend",
     "fake": "multilabel_llm.engine.fake_backend:FakeBackend",
 }
 # engines a model config may name (`backend:`); "fake" is for the drivers' tests only

@@ -16,11 +16,11 @@ import random
 import numpy as np
 import pandas as pd
 
-from .. import NONE_LABEL
-from ..prompts import demo_pool_frame
-from .hf_backend import as_backend
-from .label_tokens import answer_tokens
-from .tracing import common_prefix_len
+from multilabel_llm import NONE_LABEL
+from multilabel_llm.data.prompts import demo_pool_frame
+from multilabel_llm.engine.hf.backend import as_backend
+from multilabel_llm.engine.label_tokens import answer_tokens
+from multilabel_llm.engine.tracing import common_prefix_len
 
 UNARY_HEADER = (
     'Classify the following question-label pairs as either "reasonable" or "unreasonable". '

@@ -14,9 +14,9 @@ import hashlib
 
 import numpy as np
 
-from ..prompts import format_labels
-from .backend import Capabilities
-from .tracing import RawTrace
+from multilabel_llm.data.prompts import format_labels
+from multilabel_llm.engine.backend import Capabilities
+from multilabel_llm.engine.tracing import RawTrace
 
 
 def _digest(ids, seed: int) -> int:

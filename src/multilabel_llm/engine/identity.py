@@ -67,7 +67,7 @@ def checkpoint_identity(model_cfg: dict) -> dict:
     revision and the commit of the cached snapshot. Renaming the slot changes none of these;
     pointing it elsewhere changes them.
     """
-    from .loading import gguf_location
+    from multilabel_llm.engine.loading import gguf_location
 
     name = model_cfg.get("name", "<unnamed>")
     if model_cfg.get("gguf"):

@@ -20,21 +20,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..datasets.canonical import CanonicalDataset, load_canonical
-from ..io import read_id_list, write_csv, write_parquet
-from ..prompts import pick_template
-from ..traces import read_traces
-from .backend import backend_class, engine_for
-from .identity import file_digest
-from .loading import ModelSpec
-from .run import (
+from multilabel_llm.core.io import read_id_list, write_csv, write_parquet
+from multilabel_llm.core.traces import read_traces
+from multilabel_llm.data.canonical import CanonicalDataset, load_canonical
+from multilabel_llm.data.prompts import pick_template
+from multilabel_llm.engine.backend import backend_class, engine_for
+from multilabel_llm.engine.identity import file_digest, run_identity
+from multilabel_llm.engine.loading import ModelSpec
+from multilabel_llm.engine.run import (
     ShardStore,
     extract_traces,
     marginalize,
     model_context,
     plan_run,
     read_pool,
-    run_identity,
     set_threads,
 )
 
@@ -191,7 +190,7 @@ def breakdown_from_files(
     resources: dict | None = None,
 ):
     """Rule ``score_breakdown``: write ``{kind}.parquet``."""
-    from . import breakdown
+    from multilabel_llm.engine import breakdown
 
     if kind not in breakdown.SCORERS:
         raise ValueError(f"breakdown kind {kind!r}: expected one of {list(breakdown.SCORERS)}")
@@ -258,7 +257,7 @@ def attention_from_files(
     resources: dict | None = None,
 ):
     """The ``extract_attention`` rule: Table 6 attention masses for traced examples."""
-    from .attention import label_step_attention
+    from multilabel_llm.engine.hf.attention import label_step_attention
 
     meta, traces = read_traces(traces_path)
     eager = {**model_cfg, "attn_implementation": "eager"}  # attention weights need eager

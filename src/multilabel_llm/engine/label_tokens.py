@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import NONE_LABEL
-from ..prompts import format_labels
+from multilabel_llm import NONE_LABEL
+from multilabel_llm.data.prompts import format_labels
 
 log = logging.getLogger(__name__)
 

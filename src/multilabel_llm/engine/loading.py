@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_dir
-from .model_spec import DTYPES, ModelSpec, parse_dtype
+from multilabel_llm.core.io import atomic_dir
+from multilabel_llm.engine.model_spec import DTYPES, ModelSpec, parse_dtype
 
 log = logging.getLogger(__name__)
 

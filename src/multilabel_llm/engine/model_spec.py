@@ -465,7 +465,7 @@ class ModelSpec:
 
 def _engine_keys(cfg: dict, device: str, gpus: int) -> dict:
     """The engine's fields of :class:`ModelSpec` from the model config (errors name the key)."""
-    from .backend import configured_engine
+    from multilabel_llm.engine.backend import configured_engine
 
     engine = configured_engine(cfg)
     opts = cfg.get("vllm") or {}

@@ -31,22 +31,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..io import read_json, write_json, write_parquet, write_with
-from ..prompts import PromptBuilder, parse_output, resolve_prompt
-from ..traces import TraceMeta, read_traces, write_traces
-from .hf_backend import HFBackend, as_backend, model_context
-from .identity import (  # noqa: F401  (re-exported: sft.py, tests and the CLI use them here)
-    WEIGHT_SUFFIXES,
-    checkpoint_identity,
-    dir_digest,
-    run_identity,
+from multilabel_llm import __version__
+from multilabel_llm.core.io import read_json, write_json, write_parquet, write_with
+from multilabel_llm.core.traces import TraceMeta, read_traces, write_traces
+from multilabel_llm.data.prompts import PromptBuilder, parse_output, resolve_prompt
+from multilabel_llm.engine.hf.backend import HFBackend, as_backend, model_context
+from multilabel_llm.engine.identity import (
     short_digest,
-    weight_probe,
 )
-from .label_tokens import detect_label_tokens
-from .tracing import StopRule, common_prefix_len, finalize, first_label_hidden
-from .version import ENGINE_VERSION
+from multilabel_llm.engine.label_tokens import detect_label_tokens
+from multilabel_llm.engine.tracing import StopRule, common_prefix_len, finalize, first_label_hidden
+from multilabel_llm.engine.version import ENGINE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +429,7 @@ def _save_npz(tmp: Path, ids, states) -> None:
 
 def read_pool(demo_pool) -> list[str] | None:
     """The shared demo pool's ids (rule demo_pool), or None: demos from the split minus the run."""
-    from ..io import read_id_list
+    from multilabel_llm.core.io import read_id_list
 
     return None if demo_pool is None else read_id_list(demo_pool)
 
@@ -466,13 +461,17 @@ def marginalize(
 ) -> dict:
     """Token-level marginalisation of every id (rule marginalize), resumable like the traces.
 
-    ``settings`` are the method's params (:class:`~multilabel_llm.marginalization.
+    ``settings`` are the method's params (:class:`~multilabel_llm.engine.hf.marginalization.
     SearchSettings` fields plus ``estimate``). Shards (one parquet of values and path
     statistics each) live in ``<dist stem>.shards/`` beside ``dist_path``, keyed like the trace
     shards plus the search settings; the two outputs are written last, after the id check.
     """
-    from ..estimators import distribution_frame, normalise_rows, validate_distribution
-    from ..marginalization import SearchSettings, batched_marginals
+    from multilabel_llm.engine.hf.marginalization import SearchSettings, batched_marginals
+    from multilabel_llm.methods.estimators import (
+        distribution_frame,
+        normalise_rows,
+        validate_distribution,
+    )
 
     settings = dict(settings)
     estimate = settings.pop("estimate", "normalized")
@@ -514,7 +513,7 @@ def marginalize(
             continue
         rows = []
         # the shard's searches advance together, one batched forward per round (same paths
-        # and masses as marginal_label_probs per example: tests/test_marginalization_batched)
+        # and masses as marginal_label_probs per example: tests/engine/test_marginalization_batched.py)
         results = batched_marginals(
             model,
             tokenizer,
@@ -586,7 +585,7 @@ _JOBS = (
 
 def __getattr__(name: str):
     if name in _JOBS:  # lazily: jobs.py imports this module
-        from . import jobs
+        from multilabel_llm.engine import jobs
 
         return getattr(jobs, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

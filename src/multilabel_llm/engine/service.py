@@ -201,7 +201,7 @@ def serve(address: str, threads: int | None = None) -> None:
 
     stopping = []  # SIGTERM (Snakemake: the last client is done) ends the loop between jobs
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
-    from . import jobs
+    from multilabel_llm.engine import jobs
 
     jobs.keep_engines_loaded()
     log.info("engine service %s: listening on %s", address, sock_path)

@@ -28,12 +28,21 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .. import NONE_LABEL
-from ..prompts import LABEL_SCORINGS, fallback_labels, llama_guard_done, parse_output
-from ..traces import LabelStep, Trace
-from .label_tokens import LabelTokens
-from .loading import input_device
-from .shared_prefix import SharedPrefix, shared_prefix_attention, supports_shared_prefix
+from multilabel_llm import NONE_LABEL
+from multilabel_llm.core.traces import LabelStep, Trace
+from multilabel_llm.data.prompts import (
+    LABEL_SCORINGS,
+    fallback_labels,
+    llama_guard_done,
+    parse_output,
+)
+from multilabel_llm.engine.hf.shared_prefix import (
+    SharedPrefix,
+    shared_prefix_attention,
+    supports_shared_prefix,
+)
+from multilabel_llm.engine.label_tokens import LabelTokens
+from multilabel_llm.engine.loading import input_device
 
 
 class StopRule:
@@ -149,7 +158,7 @@ class PrefixCache:
         """The prefix over ``batch`` rows; ``room`` > 0 reserves space for that many more
         tokens per row (decoding then writes in place instead of copying the cache per step)."""
         if room > 0:
-            from .kv_cache import reserved_cache
+            from multilabel_llm.engine.hf.kv_cache import reserved_cache
 
             cache = reserved_cache(self.model.config, room)
         else:
@@ -198,9 +207,9 @@ class PrefixCache:
         Every group writes into one cache laid out for the whole batch: the prefix, then each
         row's suffix right-aligned at the batch's width; the gap before a short group's
         suffixes holds zeros that the attention mask hides (position ids skip it). Same
-        results per row as one padded forward (``tests/test_kv_cache.py``).
+        results per row as one padded forward (``tests/engine/test_kv_cache.py``).
         """
-        from .kv_cache import length_groups, reserved_cache
+        from multilabel_llm.engine.hf.kv_cache import length_groups, reserved_cache
 
         if not self.layers or not self.plain_layers:
             return self.forward_suffixes(suffixes, pad_id, hidden=hidden, room=room)
