@@ -9,4 +9,6 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 trap '.ci/slurm/stop_cluster.sh || true' EXIT
 .ci/slurm/start_cluster.sh
+# slurm_test lives in the test-only config tree; sbatch --export=ALL hands this to every job
+export MULTILABEL_LLM_CONFIG_PATH=tests/config
 HF_HUB_OFFLINE=1 .venv/bin/pytest -q -m slurm tests/e2e/test_slurm.py

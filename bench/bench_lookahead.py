@@ -1,7 +1,7 @@
 """How much ``label_scoring: lookahead`` changes the per-step label distribution.
 
 Traces the same prompts twice, first-token scoring (the paper) and the one-token lookahead
-(engine/tracing.py, docs/label_tokens.md), and prints per label step the distance between
+(engine/hf/tracer.py, docs/label_tokens.md), and prints per label step the distance between
 the two renormalised distributions, how often their top label differs, and the time ratio.
 Generation is identical in both runs; only the scores differ.
 
@@ -21,9 +21,10 @@ import torch
 
 from multilabel_llm import NONE_LABEL
 from multilabel_llm.data.prompts import PromptBuilder, resolve_prompt
+from multilabel_llm.engine.hf.tracer import TraceEngine
 from multilabel_llm.engine.label_tokens import detect_label_tokens
 from multilabel_llm.engine.loading import bundled_model_cfg, load_model
-from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len, finalize
+from multilabel_llm.engine.tracing import StopRule, common_prefix_len, finalize
 from tests.builders import TOY_PROMPT_CFG, toy_dataset
 
 

@@ -123,7 +123,7 @@ def demo_search_settings() -> dict:
 
 
 def stage_traces(w, args, floor, device):
-    from multilabel_llm.engine.tracing import TraceEngine, reference_trace
+    from multilabel_llm.engine.hf.tracer import TraceEngine, reference_trace
 
     model, tok, prompts, prefix = w["model"], w["tok"], w["prompts"], w["prefix"]
     ref_n = min(args.ref_n, len(prompts))
@@ -234,11 +234,8 @@ def stage_breakdown(kind, w, args, floor, device):
 
 def stage_marginalise(w, args, floor, device):
     from multilabel_llm.data.prompts import parse_output
-    from multilabel_llm.engine.hf.marginalization import (
-        SearchSettings,
-        batched_marginals,
-        marginal_label_probs,
-    )
+    from multilabel_llm.engine.hf.marginalization import batched_marginals, marginal_label_probs
+    from multilabel_llm.engine.hf.search_settings import SearchSettings
     from multilabel_llm.engine.tracing import common_prefix_len
 
     model, tok, prompts, ds = w["model"], w["tok"], w["prompts"], w["ds"]

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multilabel_llm.engine.hf.tracer import TraceEngine, reference_trace
 from multilabel_llm.engine.label_tokens import LabelTokens, detect_label_tokens
 from multilabel_llm.engine.loading import DTYPES, bundled_model_cfg, load_model
-from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len, reference_trace
+from multilabel_llm.engine.tracing import StopRule, common_prefix_len
 from tests.builders import llama8b_random
 
 

@@ -235,7 +235,7 @@ def reset_peak(device: torch.device) -> None:
 
 
 def run_engine(model, prefix, prompts, tokens, new, batch, device):
-    from multilabel_llm.engine.tracing import TraceEngine
+    from multilabel_llm.engine.hf.tracer import TraceEngine
 
     sync(device)
     start = time.perf_counter()
@@ -247,9 +247,9 @@ def run_engine(model, prefix, prompts, tokens, new, batch, device):
 
 
 def check_model(label, config, args, device, dtype, peak_flops, workdir) -> dict:
+    from multilabel_llm.engine.hf.tracer import reference_trace
     from multilabel_llm.engine.loading import load_weights
     from multilabel_llm.engine.model_spec import ModelSpec
-    from multilabel_llm.engine.tracing import reference_trace
 
     result: dict = {"layers": config.num_hidden_layers, "hidden": config.hidden_size}
     directory = workdir / label

@@ -1,7 +1,8 @@
 # Mechanism analyses of paper §4/§D: traces → one CSV per analysis (docs/analyses.md), and the
 # paper tables built from them (Tables 4, 6, 7 and the "% second predicted next" numbers).
 # Which runs each table reads is decided by the study listing it (config `studies:`;
-# multilabel_llm.workflow.dag.MECHANISM_TABLES); settings: config `analyses:`.
+# multilabel_llm.workflow.dag.analyses.MECHANISM_TABLES); settings: config `analyses:`.
+# Its dag methods: multilabel_llm.workflow.dag.analyses (AnalysisStage).
 
 
 rule analyze_traces:

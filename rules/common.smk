@@ -1,13 +1,18 @@
 # Composes and validates the Hydra config (config/) and builds the grid every rule reads:
-# `dag` (multilabel_llm.workflow.dag.WorkflowDag) holds the paths, input functions, params and target
-# lists; the rule files hold rules only (snakemake --lint).
+# `dag` (multilabel_llm.workflow.dag.WorkflowDag: one module per rule file over a shared core)
+# holds the paths, input functions, params and target lists; the rule files hold rules only
+# (snakemake --lint).
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from multilabel_llm.workflow.dag import DagError, WorkflowDag, put_this_python_first_on_path
+from multilabel_llm.workflow.dag import (
+    DagError,
+    WorkflowDag,
+    put_this_python_first_on_path,
+)
 from multilabel_llm.workflow.run_locks import keep_other_runs_locks
 
 # two runs in one project folder (two results folders): the first to end keeps the other's locks

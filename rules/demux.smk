@@ -2,6 +2,8 @@
 # Library: src/multilabel_llm/supervised/demux.py. It does not depend on the LLM: trained and applied once
 # per dataset/test set, then copied under every (model, prompt) as the distribution of each
 # method of kind `demux` (dag.methods_written_by).
+# Its dag methods: shared ones of multilabel_llm.workflow.dag (no stage module of its own;
+# data: evaluated_ids; estimators: methods_written_by).
 
 
 rule train_demux:

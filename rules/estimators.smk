@@ -1,9 +1,11 @@
 # Distribution methods (paper §5.2): traces / breakdown scores → id × label probabilities.
-# Library: src/multilabel_llm/methods/estimators.py (+ bradley_terry.py, platt.py, marginalization.py).
+# Library: src/multilabel_llm/methods/ (registry.py declares the kinds; estimators.py, token_level.py, breakdown.py).
 # Every {method}.parquet under results/distributions/ has one writer, chosen by the method's
-# `kind` (multilabel_llm.workflow.studies.DISTRIBUTION_PRODUCERS): each writer constrains {method} to
+# `kind` (multilabel_llm.methods.registry.DISTRIBUTION_PRODUCERS): each writer constrains {method} to
 # dag.methods_written_by(<producer>): estimate, estimate_binary (which also writes the
 # answer-position bias), marginalize, probes (rules/probes.smk), demux (rules/demux.smk).
+# Its dag methods: multilabel_llm.workflow.dag.estimators (EstimatorStage; what a
+# method kind reads: method_kind_inputs).
 
 
 rule estimate:

@@ -2,6 +2,7 @@
 # each example's text, human distribution, generated output, per-step label distribution
 # and every method's distribution with its NLL / L1 / example-F1; linked from the report.
 # Library: src/multilabel_llm/report/explorer.py; pages: dag.explorer_pages().
+# Its dag methods: multilabel_llm.workflow.dag.explorer (ExplorerStage).
 
 
 rule write_explorer:

@@ -14,6 +14,8 @@
 # Traces and breakdown scores may come from Snakemake's between-workflow cache (`--cache`), so
 # those rules carry no benchmark directive (a cached result has no timing); the job log
 # records the seconds each run took.
+# Its dag methods: multilabel_llm.workflow.dag.inference (InferenceStage); model
+# params and resources: multilabel_llm.workflow.dag.models (ModelStage).
 
 
 rule engine_service:

@@ -3,6 +3,7 @@
 # long-format table of every score, of which Tables 2/5 are a view.
 # Library: src/multilabel_llm/core/metrics.py, alignment_tables.py. Settings: config `alignment:`
 # (defaults: config/alignment/default.yaml).
+# Its dag methods: multilabel_llm.workflow.dag.metrics (MetricsStage).
 
 
 rule score_alignment:

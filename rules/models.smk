@@ -2,6 +2,8 @@
 # login node fetches every hub model of the experiment into $HF_HOME once, and every job loads
 # offline (rules/common.smk sets HF_HUB_OFFLINE=1). A local rule: it never goes to SLURM.
 # Library: src/multilabel_llm/workflow/model_download.py. Run: `make download EXPERIMENT=paper`.
+# Its dag methods: multilabel_llm.workflow.dag.models (ModelStage.model_downloads, read
+# in rules/common.smk).
 
 
 rule download_models:

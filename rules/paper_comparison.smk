@@ -1,7 +1,9 @@
 # Side by side with the paper: every cell of the paper's Tables 1, 2, 4, 5, 6, 7 beside this
 # run's value, its bootstrap interval and whether the paper's value lies in it ("not run" where
-# the run did not produce the cell). Library: src/multilabel_llm/report/paper_reference.py; the
-# paper's numbers: data/paper_reference/ (found from the Snakefile's folder).
+# the run did not produce the cell). Library: src/multilabel_llm/report/paper_comparison.py (with
+# paper_reference.py, paper_comparison_render.py); the paper's numbers: data/paper_reference/
+# (found from the Snakefile's folder).
+# Its dag methods: multilabel_llm.workflow.dag.paper_comparison (PaperComparisonStage).
 
 
 rule compare_to_paper:

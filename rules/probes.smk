@@ -2,6 +2,7 @@
 # Library: src/multilabel_llm/supervised/probes.py. Needs extract_traces with hidden states for the probe
 # train and eval test sets (training.probes.train_testset / eval_testset) and any test set
 # whose distribution is asked for.
+# Its dag methods: multilabel_llm.workflow.dag.supervised (SupervisedStage).
 
 
 rule train_probes:

@@ -2,6 +2,7 @@
 # .html results in a frame) plus the figures of rules/figures.smk. dag.report_targets() lists
 # everything the report holds; `snakemake --report results/report.html --report-after-run`
 # builds it at the end of the run. How each table is shown: dag.report_tables.
+# Its dag methods: multilabel_llm.workflow.dag.report (ReportStage).
 
 
 rule render_table:

@@ -8,6 +8,8 @@
 # Early stopping sees no evaluated example: the dev loss leaves out the ids of every test set
 # some run of the experiment evaluates (the same list as the shared demo pool, rules/data.smk;
 # GoEmotions and SemEval test sets come from dev).
+# Its dag methods: shared ones of multilabel_llm.workflow.dag (no stage module of its own;
+# models: the model's params, files and resources; data: evaluated_testsets).
 
 
 rule train_sft:

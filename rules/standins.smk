@@ -4,6 +4,7 @@
 # Library: src/multilabel_llm/workflow/standins.py. A model config with a `standin` block points
 # its `path` at resources/standins/<name>; dag.standin_spec(name) returns that block plus the
 # experiment's prompt formats. The directory is rebuilt when the spec changes.
+# Its dag methods: multilabel_llm.workflow.dag.models (ModelStage.standin_spec).
 
 
 rule build_standin:

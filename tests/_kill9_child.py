@@ -57,7 +57,7 @@ def main(spec_path: str) -> None:
 
         _hold_marginalization()
     elif spec["stage"] == "sft":
-        from multilabel_llm.supervised.sft import train_sft_from_files as run
+        from multilabel_llm.supervised.jobs import train_sft_from_files as run
 
         _hold_sft()
     else:

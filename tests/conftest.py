@@ -15,6 +15,8 @@ import pytest
 # Set before any test module imports transformers: nothing in the suite may reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The test-only configs (stand-ins, smoke fixtures, tiny/paper_smoke/slurm_test): a second tree.
+os.environ.setdefault("MULTILABEL_LLM_CONFIG_PATH", str(Path(__file__).resolve().parent / "config"))
 
 ROOT = Path(__file__).resolve().parents[1]
 

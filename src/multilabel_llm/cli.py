@@ -198,17 +198,17 @@ def cmd_trace(args) -> int:
 
 
 def _method(flag: str, name: str, config: _Config) -> tuple[str, dict]:
-    from multilabel_llm.methods.estimators import KINDS
+    from multilabel_llm.methods.registry import ESTIMATED_KINDS
 
     slots = config.get().get("methods") or {}
     if name in slots:
         cfg = slots[name]
         return str(cfg["kind"]), dict(cfg.get("params") or {})
-    if name in KINDS:
+    if name in ESTIMATED_KINDS:
         return name, {}
     raise CliError(
         f"{flag}: {name!r} is neither a method slot of experiment {config.experiment!r} "
-        f"({sorted(slots)}) nor a method kind ({list(KINDS)})"
+        f"({sorted(slots)}) nor a method kind ({list(ESTIMATED_KINDS)})"
     )
 
 
@@ -254,6 +254,7 @@ def cmd_score(args) -> int:
     import pandas as pd
 
     from multilabel_llm.methods.estimators import estimate
+    from multilabel_llm.methods.registry import BREAKDOWN_METHOD_KINDS, method_inputs
     from multilabel_llm.scoring.alignment import BootstrapSettings, score_distribution
 
     if not args.traces and not args.dist:
@@ -281,12 +282,13 @@ def cmd_score(args) -> int:
     frames = {}
     for name in args.method or []:
         kind, params = _method("--method", name, config)
-        if kind == "compare_to_none_platt":
+        needs = method_inputs(kind, params)
+        if "calibration_traces" in needs:
             raise CliError(
-                f"--method {name}: Platt scaling is fitted on a calibration set; run the "
+                f"--method {name}: kind {kind!r} is fitted on a calibration set; run the "
                 "workflow for it, or score compare_to_none"
             )
-        if kind in ("unary", "binary"):
+        if set(needs) & set(BREAKDOWN_METHOD_KINDS):
             raise CliError(f"--method {name}: kind {kind!r} needs breakdown scores, not traces")
         frames[name] = estimate(
             kind, params, ids, dataset.labels, dataset.multilabel, traces=traces, source=name

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from multilabel_llm.analyses import mechanisms as an
+from multilabel_llm.analyses import summaries
 from multilabel_llm.core.traces import LabelStep, Trace, read_traces
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "traces"
@@ -178,7 +179,7 @@ def test_table6_attention_summary():
             "first_count": [1, 2, 0],
         }
     )
-    out = an.attention_summary(attention).iloc[0]
+    out = summaries.attention_summary(attention).iloc[0]
     assert out["n"] == 3
     assert out["pct_per_token_input"] == pytest.approx(
         (0.9 / 100 + 0.8 / 100 + 0.6 / 200) / 3 * 100
@@ -189,11 +190,11 @@ def test_table6_attention_summary():
     assert out["share_input"] == pytest.approx(230 / 3)
     # the engine's step is the 0-based label-step index; the summary counts r = step + 1
     assert (out["from_step"], out["to_step"]) == (2, 3)
-    later = an.attention_summary(attention, min_step=3).iloc[0]
+    later = summaries.attention_summary(attention, min_step=3).iloc[0]
     assert later["n"] == 1 and later["pct_per_token_input"] == pytest.approx(0.8)
-    assert an.attention_summary(attention, min_step=2).iloc[0]["n"] == 3
+    assert summaries.attention_summary(attention, min_step=2).iloc[0]["n"] == 3
     with pytest.raises(ValueError, match="input_mass"):
-        an.attention_summary(pd.DataFrame({"step": [2], "x": [1]}))
+        summaries.attention_summary(pd.DataFrame({"step": [2], "x": [1]}))
 
 
 def test_bad_trace_rows_are_named():
@@ -216,10 +217,10 @@ def test_probe_summary_names_and_order():
     scores = pd.DataFrame(
         {"variant": ["perf", "pred_2plus", "gold", "pred"], "micro_f1": [0.5, 0.2, 0.6, 0.8]}
     )
-    out = an.probe_summary(scores)
+    out = summaries.probe_summary(scores)
     assert list(out["variant"]) == ["Gold", "Pred", "Pred 2+", "Perf"]
     with pytest.raises(ValueError, match="micro_f1"):
-        an.probe_summary(pd.DataFrame({"variant": ["gold"]}))
+        summaries.probe_summary(pd.DataFrame({"variant": ["gold"]}))
 
 
 def test_base_vs_instruct_averages_over_datasets():
@@ -234,7 +235,7 @@ def test_base_vs_instruct_averages_over_datasets():
     )
     models = {"base": {"family": "llama", "instruct": False}, "chat": {"family": "llama"}}
     models["chat"]["instruct"] = True
-    out = an.base_vs_instruct(alignment, models).set_index(["variant", "metric"])["value"]
+    out = summaries.base_vs_instruct(alignment, models).set_index(["variant", "metric"])["value"]
     assert out[("base", "nll")] == pytest.approx(3.0)
     assert out[("instruct", "example_f1")] == pytest.approx(0.6)
 
@@ -261,5 +262,5 @@ def test_fig1_example_steps_picks_the_output_with_most_distinct_labels(toy):
 
 def test_select_rows_keeps_only_the_studys_cells():
     frame = pd.DataFrame({"model": ["a", "b", "a"], "prompt": ["p", "p", "q"], "x": [1, 2, 3]})
-    out = an.select_rows(frame, model=["a"], prompt=["p"], testset=["t"])
+    out = summaries.select_rows(frame, model=["a"], prompt=["p"], testset=["t"])
     assert out["x"].tolist() == [1]  # a filter on a column the table lacks is ignored

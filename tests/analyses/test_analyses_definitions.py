@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from multilabel_llm.analyses import mechanisms as an
+from multilabel_llm.analyses import run_tables
 from multilabel_llm.core.traces import LabelStep, Trace
+from multilabel_llm.data import label_steps
 
 LABELS = ["admiration", "joy", "sadness"]  # + none: 4 probabilities per step
 FLAT = [0.25, 0.25, 0.25, 0.25]  # a formatting-token step no analysis may read
@@ -50,9 +52,9 @@ CUT = trace(
 
 
 def test_fallback_steps_keep_only_labels_the_text_names():
-    counted = an.counted_steps(CUT, LABELS)
+    counted = label_steps.counted_steps(CUT, LABELS)
     assert counted.labels == ["sadness"] and counted.n_unnamed == 1
-    assert an.named_labels(CUT, LABELS) == {"sadness"}
+    assert label_steps.named_labels(CUT, LABELS) == {"sadness"}
     # Fig 6 no longer calls it multi-label (it did: sadness + admiration)
     assert an.n_output_labels(CUT, LABELS) == 1
     assert an.output_labels(CUT, LABELS) == ["sadness"]
@@ -76,7 +78,7 @@ def test_fallback_text_naming_two_labels_stays_multilabel():
         [(2, "joy"), (4, "sadness")],
         {2: [0.1, 0.6, 0.2, 0.1], 4: [0.1, 0.2, 0.6, 0.1]},
     )
-    assert an.counted_steps(free, LABELS).labels == ["joy", "sadness"]
+    assert label_steps.counted_steps(free, LABELS).labels == ["joy", "sadness"]
     assert an.n_output_labels(free, LABELS) == 2
 
 
@@ -88,7 +90,7 @@ def test_a_labels_first_occurrence_only_counts():
         [(4, "sadness"), (8, "sadness")],
         {4: [0.1, 0.2, 0.6, 0.1], 8: [0.05, 0.05, 0.8, 0.1]},
     )
-    counted = an.counted_steps(twice, LABELS)
+    counted = label_steps.counted_steps(twice, LABELS)
     assert counted.labels == ["sadness"] and counted.n_repeats == 1
     steps = an.step_statistics([twice], LABELS)
     assert len(steps) == 1
@@ -118,7 +120,7 @@ def test_an_item_outside_the_label_set_means_the_model_went_on():
         {4: [0.1, 0.3, 0.5, 0.1]},
         unknown_labels=["happy"],
     )
-    counted = an.counted_steps(went, LABELS, "json")
+    counted = label_steps.counted_steps(went, LABELS, "json")
     assert counted.went_on and counted.labels == ["sadness"]
     row = one(an.step_statistics([went], LABELS, label_format="json"), "went", 1)
     assert row["position"] == "intermediate" and bool(row["next_outside"])
@@ -135,7 +137,7 @@ def test_an_item_outside_the_label_set_means_the_model_went_on():
     steps = an.step_statistics([middle], LABELS, label_format="comma")
     assert steps["position"].tolist() == ["intermediate", "last"]
     assert steps["next_outside"].tolist() == [False, False]
-    assert not an.counted_steps(middle, LABELS, "comma").went_on
+    assert not label_steps.counted_steps(middle, LABELS, "comma").went_on
     # ... and one after it (comma format) makes sadness intermediate
     after = trace(
         "after",
@@ -148,7 +150,7 @@ def test_an_item_outside_the_label_set_means_the_model_went_on():
     assert steps["position"].tolist() == ["intermediate", "intermediate"]
     assert steps["next_outside"].tolist() == [False, True]
     # the format is read from the text when the trace file does not say
-    assert an.counted_steps(went, LABELS).went_on
+    assert label_steps.counted_steps(went, LABELS).went_on
 
 
 def denominator_traces() -> list[Trace]:
@@ -245,8 +247,8 @@ def test_coverage_counts_what_each_analysis_drops():
             {1: [0.1, 0.6, 0.2, 0.1], 3: [0.1, 0.6, 0.2, 0.1]},
         ),
     ]
-    cov = an.coverage(traces, LABELS, label_format="json").set_index("analysis")
-    assert list(cov.index) == [a for a in an.TRACE_ANALYSES if a != "coverage"]
+    cov = run_tables.coverage(traces, LABELS, label_format="json").set_index("analysis")
+    assert list(cov.index) == [a for a in run_tables.TRACE_ANALYSES if a != "coverage"]
     assert (cov["n_outputs"] == 9).all()
     steps = cov.loc["step_stats"]
     # 7 parsed outputs with a counted step used; CUT and "empty" do not parse
@@ -268,7 +270,7 @@ def test_coverage_counts_what_each_analysis_drops():
         1,
         1,
     )
-    lenient = an.coverage(traces, LABELS, require_parse=False, label_format="json")
+    lenient = run_tables.coverage(traces, LABELS, require_parse=False, label_format="json")
     lenient = lenient.set_index("analysis").loc["step_stats"]
     assert (lenient["n_used"], lenient["n_dropped_no_label_step"]) == (8, 1)  # "empty" has none
 
@@ -276,8 +278,8 @@ def test_coverage_counts_what_each_analysis_drops():
 def test_trace_analyses_writes_coverage_and_uses_counted_steps():
     traces = [*denominator_traces(), CUT]
     gold = {t.id: ["joy"] for t in traces}
-    tables = an.trace_analyses(traces, LABELS, gold, label_format="json")
-    assert set(tables) == set(an.TRACE_ANALYSES)
+    tables = run_tables.trace_analyses(traces, LABELS, gold, label_format="json")
+    assert set(tables) == set(run_tables.TRACE_ANALYSES)
     assert tables["coverage"].set_index("analysis").loc["step_stats", "n_used"] == 5
     assert tables["second_never"].iloc[0]["n_next_outside"] == 1
     # the example of Fig 1 is chosen among counted steps: p has three distinct labels
@@ -294,7 +296,7 @@ def test_a_list_cut_off_by_the_budget():
         [(4, "sadness"), (7, "joy")],
         probs,
     )
-    counted = an.counted_steps(open_end, LABELS, "json")
+    counted = label_steps.counted_steps(open_end, LABELS, "json")
     assert counted.open_end and not counted.went_on
     steps = an.step_statistics([open_end], LABELS, label_format="json")
     assert steps["position"].tolist() == ["intermediate", "cut_off"]
@@ -307,5 +309,5 @@ def test_a_list_cut_off_by_the_budget():
     assert not (both["position"] == "last").any()
     nxt = an.second_predicted_next(both).set_index("step").loc["all"]
     assert (nxt["n"], nxt["n_next_outside"]) == (1, 1)
-    cov = an.coverage([open_end, fragment], LABELS, label_format="json").iloc[0]
+    cov = run_tables.coverage([open_end, fragment], LABELS, label_format="json").iloc[0]
     assert (cov["n_cut_off_last"], cov["n_went_on_outside"]) == (1, 1)

@@ -166,6 +166,14 @@ def _imports(path: Path, module: str | None, top_level_only: bool):
                 for handler in getattr(node, "handlers", []):
                     stack += handler.body
     for node in nodes:
+        if module is None and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            # a script's front end, run_job(snakemake, "package.module:function", ...),
+            # which the adapter imports by name (an engine front end with engine/service.py)
+            target = re.fullmatch(r"([\w.]+):\w+", node.value)
+            if target:
+                yield target.group(1)
+                if target.group(1) == "multilabel_llm.engine.jobs":
+                    yield "multilabel_llm.engine.service"
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name

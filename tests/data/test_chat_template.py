@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from multilabel_llm.data.prompts import PromptBuilder, resolve_prompt
+from multilabel_llm.engine.hf.tracer import TraceEngine, reference_trace
 from multilabel_llm.engine.run import plan_run
-from multilabel_llm.engine.tracing import TraceEngine, reference_trace
 from tests.builders import TOY_PROMPT_CFG, tiny_model, toy_dataset
 
 CHAT_CFG = {**TOY_PROMPT_CFG, "chat_template": True, "n_shots": 4}

@@ -12,6 +12,7 @@ import yaml
 
 from multilabel_llm.data import prepare
 from multilabel_llm.data.boxes import apply_operation, generate_example
+from multilabel_llm.workflow.config import config_files
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "datasets"
@@ -220,9 +221,7 @@ def test_generic_jsonl_single_label(tmp_path):
     assert row(ds, "y")["n_annotators"] == 0 and math.isnan(row(ds, "y")["h_pos"])
 
 
-@pytest.mark.parametrize(
-    "path", sorted((ROOT / "config/dataset").glob("*.yaml")), ids=lambda p: p.stem
-)
+@pytest.mark.parametrize("path", config_files("dataset"), ids=lambda p: p.stem)
 def test_every_dataset_config_matches_schema(path):
     import jsonschema
 

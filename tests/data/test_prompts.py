@@ -10,6 +10,7 @@ from multilabel_llm.data.prompts import (
     parse_output,
     pick_template,
     resolve_prompt,
+    resolve_prompt_config,
     sample_demos,
 )
 from tests.builders import TOY_PROMPT_CFG, toy_dataset
@@ -94,6 +95,15 @@ def test_template_selection_and_errors():
         resolve_prompt({**TOY_PROMPT_CFG, "label_format": "xml"}, "goemotions")
     with pytest.raises(ValueError, match="no template"):
         resolve_prompt({"name": "p", "templates": {"a": {}}}, "goemotions")
+
+
+def test_resolved_prompt_holds_the_template_and_the_label_forms_once():
+    cfg = {**TOY_PROMPT_CFG, "label_forms": {"capitalised": False}}
+    prompt = resolve_prompt_config(cfg, "goemotions")
+    assert prompt.spec == resolve_prompt(cfg, "goemotions")
+    assert (prompt.capitalised, prompt.leading_space) == (False, True)
+    with pytest.raises(AttributeError):
+        prompt.capitalised = True  # frozen: the engine reads it, never changes it
 
 
 @pytest.mark.parametrize(

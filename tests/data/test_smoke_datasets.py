@@ -13,6 +13,7 @@ from multilabel_llm.core.io import read_id_list
 from multilabel_llm.data import input_files, prepare
 from multilabel_llm.data.prompts import PromptSpec, sample_demos, select_demo_pool
 from multilabel_llm.data.testsets import build_testset, get_testset_cfg
+from multilabel_llm.workflow.config import config_files
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ["goemotions", "mfrc", "semeval", "boxes", "hatexplain", "msp_podcast"]
@@ -33,7 +34,9 @@ ANNOTATED = {"goemotions", "mfrc", "hatexplain", "msp_podcast"}
 
 
 def config(name: str) -> dict:
-    return yaml.safe_load((ROOT / "config" / "dataset" / f"{name}.yaml").read_text())
+    """A dataset option of config/ or, for the `_smoke` ones, of the test tree tests/config."""
+    (path,) = [p for p in config_files("dataset") if p.stem == name]
+    return yaml.safe_load(path.read_text())
 
 
 def real_labels(name: str) -> list[str]:

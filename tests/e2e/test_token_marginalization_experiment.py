@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from multilabel_llm.core.traces import read_traces
-from multilabel_llm.methods.estimators import token_level
+from multilabel_llm.methods.token_level import token_level
 from tests._dag import run_snakemake, scratch_workdir
 
 EXPERIMENT = "token_marginalization"

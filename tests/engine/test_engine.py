@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 
 from multilabel_llm.data.prompts import AUTO_SLACK, PromptBuilder, resolve_prompt
+from multilabel_llm.engine.hf.tracer import TraceEngine, reference_trace
 from multilabel_llm.engine.label_tokens import detect_label_tokens
-from multilabel_llm.engine.tracing import (
-    RawTrace,
-    StopRule,
-    TraceEngine,
-    common_prefix_len,
-    finalize,
-    reference_trace,
-)
+from multilabel_llm.engine.tracing import RawTrace, StopRule, common_prefix_len, finalize
 from tests.builders import TOY_PROMPT_CFG, toy_dataset
 from tests.builders import bundled_model as bundled
 from tests.builders import tiny_model as tiny

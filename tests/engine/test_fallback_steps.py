@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multilabel_llm.analyses.mechanisms import counted_steps
 from multilabel_llm.core.traces import LabelStep
+from multilabel_llm.data.label_steps import counted_steps
 from multilabel_llm.engine.hf.attention import label_step_attention
 from multilabel_llm.engine.label_tokens import detect_label_tokens
 from multilabel_llm.engine.tracing import RawTrace, StopRule, fallback_spans, finalize

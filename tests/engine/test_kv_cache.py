@@ -6,10 +6,11 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from multilabel_llm.data.prompts import PromptBuilder, resolve_prompt
-from multilabel_llm.engine import tracing
+from multilabel_llm.engine.hf import tracer
 from multilabel_llm.engine.hf.kv_cache import ReservedLayer, length_groups, reserved_cache
+from multilabel_llm.engine.hf.tracer import TraceEngine
 from multilabel_llm.engine.label_tokens import detect_label_tokens
-from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len
+from multilabel_llm.engine.tracing import StopRule, common_prefix_len
 from tests.builders import TOY_PROMPT_CFG, toy_dataset
 from tests.builders import bundled_model as bundled
 
@@ -97,7 +98,7 @@ def test_trace_engine_grouped_prefill_equals_one_padded_forward(
 
     fast = run()
     monkeypatch.setattr(
-        tracing.PrefixCache,
+        tracer.PrefixCache,
         "forward_suffix_groups",
         lambda self, s, pad, hidden, room, overhead: self.forward_suffixes(s, pad, hidden=hidden),
     )

@@ -10,7 +10,7 @@ import yaml
 from multilabel_llm.data.prompts import AUTO_SLACK, PromptBuilder, parse_output, resolve_prompt
 from multilabel_llm.engine.label_tokens import answer_tokens, detect_label_tokens
 from multilabel_llm.engine.tracing import RawTrace, StopRule, common_prefix_len, finalize
-from multilabel_llm.workflow.config import CONFIG_DIR
+from multilabel_llm.workflow.config import config_files
 from multilabel_llm.workflow.standins import DEFAULT_LABEL_SETS
 from tests.builders import TOY_PROMPT_CFG
 from tests.builders import bundled_model as bundled
@@ -119,7 +119,7 @@ def label_sets() -> dict[str, list[str]]:
     """Every loader's label list (engine/standins.py) and every list a dataset config spells
     out (config/dataset/*.yaml: ``labels`` or the Boxes ``generate.objects``)."""
     sets = {name: list(entry["labels"]) for name, entry in DEFAULT_LABEL_SETS.items()}
-    for path in sorted((CONFIG_DIR / "dataset").glob("*.yaml")):
+    for path in config_files("dataset"):  # config/ and the test tree
         cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         labs = cfg.get("labels") or (cfg.get("generate") or {}).get("objects")
         if isinstance(labs, list) and labs not in sets.values():

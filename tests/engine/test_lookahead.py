@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from multilabel_llm.data.prompts import PromptBuilder, resolve_prompt
+from multilabel_llm.engine.hf.tracer import TraceEngine
 from multilabel_llm.engine.label_tokens import LabelTokens, detect_label_tokens
-from multilabel_llm.engine.tracing import StopRule, TraceEngine, common_prefix_len, finalize
+from multilabel_llm.engine.tracing import StopRule, common_prefix_len, finalize
 from tests.builders import TOY_PROMPT_CFG, tiny_random_llama, toy_dataset
 from tests.builders import tiny_model as tiny
 from tests.engine.test_label_tokens import real_tokenizer

@@ -7,13 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from multilabel_llm.engine.hf.marginalization import (
-    HFStepper,
-    SearchSettings,
-    marginal_label_probs,
-    nucleus,
-    search_paths,
-)
+from multilabel_llm.engine.hf.marginalization import HFStepper, marginal_label_probs
+from multilabel_llm.engine.hf.path_search import search_paths
+from multilabel_llm.engine.hf.search_settings import SearchSettings, nucleus
 
 # vocabulary of the hand-made tree: 0 'a', 1 'b', 2 ',', 3 EOS
 CHARS = {0: "a", 1: "b", 2: ","}

@@ -4,11 +4,8 @@ the same paths with the same masses as the per-example reference search."""
 import pytest
 import torch
 
-from multilabel_llm.engine.hf.marginalization import (
-    SearchSettings,
-    batched_marginals,
-    marginal_label_probs,
-)
+from multilabel_llm.engine.hf.marginalization import batched_marginals, marginal_label_probs
+from multilabel_llm.engine.hf.search_settings import SearchSettings
 
 
 class CharTokenizer:

@@ -13,6 +13,7 @@ import torch
 from multilabel_llm.core.traces import LabelStep, Trace
 from multilabel_llm.engine import model_spec as ms
 from multilabel_llm.engine.hf.attention import label_step_attention
+from multilabel_llm.engine.hf.tracer import TraceEngine
 from multilabel_llm.engine.label_tokens import detect_label_tokens
 from multilabel_llm.engine.loading import input_device, load_model
 from multilabel_llm.engine.model_spec import (
@@ -22,7 +23,7 @@ from multilabel_llm.engine.model_spec import (
     load_arch_config,
     plan_placement,
 )
-from multilabel_llm.engine.tracing import StopRule, TraceEngine
+from multilabel_llm.engine.tracing import StopRule
 from tests.builders import TOY_LABELS, save_tiny_checkpoint, toy_dataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -178,7 +178,7 @@ def test_changed_adapter_or_checkpoint_under_the_same_name_recomputes(tmp_path):
     # issue 15.1: a new adapter (or model path) under the same model name reused old shards
     from multilabel_llm.core.io import write_id_list
     from multilabel_llm.data.canonical import save_canonical
-    from multilabel_llm.engine.run import extract_traces_from_files
+    from multilabel_llm.engine.jobs import extract_traces_from_files
 
     ds = toy_dataset(n_queries=4)
     ids = ds.split("dev")["id"].tolist()

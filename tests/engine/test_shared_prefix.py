@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from multilabel_llm.engine import tracing
 from multilabel_llm.engine.hf import shared_prefix as sp
+from multilabel_llm.engine.hf import tracer
 from tests.builders import bundled_model
 
 
@@ -146,9 +146,9 @@ def test_bundled_model_prefill_and_decode_over_one_prefix_copy():
 def test_prefix_cache_copies_the_prefix_for_models_that_cannot_share(monkeypatch):
     model, tok = bundled_model()
     prefix = tok("Some prefix text for the cache. " * 3).input_ids
-    assert tracing.PrefixCache(model, prefix).shared is not None
-    monkeypatch.setattr(tracing, "supports_shared_prefix", lambda model: False)
-    cache = tracing.PrefixCache(model, prefix)
+    assert tracer.PrefixCache(model, prefix).shared is not None
+    monkeypatch.setattr(tracer, "supports_shared_prefix", lambda model: False)
+    cache = tracer.PrefixCache(model, prefix)
     assert cache.shared is None and cache.rows_hold_prefix
 
 

@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from multilabel_llm.engine.hf.marginalization import (
-    MarginalResult,
-    SearchSettings,
-    batched_marginals,
-    marginal_label_probs,
-    search_paths,
-)
+from multilabel_llm.engine.hf.marginalization import batched_marginals, marginal_label_probs
+from multilabel_llm.engine.hf.path_search import search_paths
+from multilabel_llm.engine.hf.search_settings import MarginalResult, SearchSettings
 from tests import _authors_reference as ref
 
 

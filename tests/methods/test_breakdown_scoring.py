@@ -20,7 +20,7 @@ from multilabel_llm.engine.breakdown import (
     unary_query,
 )
 from multilabel_llm.engine.label_tokens import answer_tokens
-from multilabel_llm.methods.estimators import estimate_binary
+from multilabel_llm.methods.breakdown import estimate_binary
 from tests.builders import tiny_model as tiny
 from tests.builders import toy_dataset
 

@@ -7,22 +7,20 @@ import pandas as pd
 import pytest
 from scipy.special import expit, softmax
 
+from multilabel_llm.core.distributions import validate_distribution
 from multilabel_llm.core.traces import LabelStep, Trace, TraceMeta
 from multilabel_llm.methods.bradley_terry import BTSettings
+from multilabel_llm.methods.breakdown import binary_breakdown, estimate_binary, unary_breakdown
 from multilabel_llm.methods.estimators import (
-    PROBABILITY_FLOOR,
-    binary_breakdown,
     compare_to_none,
     constant_distribution,
     estimate,
-    estimate_binary,
     fit_compare_to_none_platt,
     hard_predictions,
     max_over_generations,
-    unary_breakdown,
-    validate_distribution,
 )
 from multilabel_llm.methods.platt import PlattScaler, PlattSettings, fit_platt, fit_temperature
+from multilabel_llm.methods.registry import PROBABILITY_FLOOR
 
 LABELS = ["a", "b", "c"]
 META = TraceMeta(labels=LABELS)  # score order: a, b, c, none

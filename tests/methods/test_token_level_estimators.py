@@ -9,16 +9,11 @@ import pytest
 import torch
 
 from multilabel_llm.core.traces import LabelStep, Trace, TraceMeta
+from multilabel_llm.engine.hf.tracer import TraceEngine, reference_trace
 from multilabel_llm.engine.label_tokens import detect_label_tokens
-from multilabel_llm.engine.tracing import (
-    RawTrace,
-    StopRule,
-    TraceEngine,
-    finalize,
-    label_end_char,
-    reference_trace,
-)
-from multilabel_llm.methods.estimators import estimate, token_level
+from multilabel_llm.engine.tracing import RawTrace, StopRule, finalize, label_end_char
+from multilabel_llm.methods.estimators import estimate
+from multilabel_llm.methods.token_level import token_level
 from tests.builders import tiny_model
 
 LABELS = ["joy", "fear", "anger"]

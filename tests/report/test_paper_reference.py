@@ -7,6 +7,8 @@ import math
 import pandas as pd
 import pytest
 
+from multilabel_llm.report import paper_comparison as pc
+from multilabel_llm.report import paper_comparison_render as render
 from multilabel_llm.report import paper_reference as pr
 from multilabel_llm.scoring.tables import DatasetColumn, MethodInfo, paper_table
 
@@ -178,9 +180,9 @@ def table2_csv(tmp_path):
 
 
 def compare2(path, **kw):
-    return pr.compare_table(
+    return pc.compare_table(
         "table2",
-        pr.read_produced(path),
+        pc.read_produced(path),
         datasets=DATASET_CFG,
         models={"smollm2": {"hf_id": "HuggingFaceTB/SmolLM2-135M-Instruct"}},
         roles={"table2": {"model": "smollm2"}},
@@ -216,9 +218,9 @@ def test_synthetic_table2_diff_and_in_ci(table2_csv):
     assert bool(c["paper_in_ci"]) is True and c["diff"] == pytest.approx(0.04)
     # 1.66 stands for [1.655, 1.665]: outside [1.67, 1.9]; its edge still counts
     assert bool(get(cells, "Compare-to-None", "Hatexplain", "NLL")["paper_in_ci"]) is False
-    assert pr.paper_in_interval(1.66, "1.66", 1.665, 1.9) is True
-    assert pr.paper_in_interval(1.66, "1.66", 1.6651, 1.9) is False
-    assert pr.paper_in_interval(100.0, "100", 100.4, 101) is True
+    assert pc.paper_in_interval(1.66, "1.66", 1.665, 1.9) is True
+    assert pc.paper_in_interval(1.66, "1.66", 1.6651, 1.9) is False
+    assert pc.paper_in_interval(100.0, "100", 100.4, 101) is True
 
     assert "smollm2" in result.ours_label and "not the paper's model" in result.ours_label
     joined = " ".join(result.unmatched)
@@ -235,7 +237,7 @@ def test_missing_cells_are_not_run(table2_csv):
         assert math.isnan(c["ours"]) and math.isnan(c["diff"]) and pd.isna(c["paper_in_ci"])
         assert not math.isnan(c["paper"])
     # a table the experiment does not produce: every reported cell is "not run"
-    result = pr.compare_tables({"table2": table2_csv}, datasets=DATASET_CFG)
+    result = pc.compare_tables({"table2": table2_csv}, datasets=DATASET_CFG)
     table5 = result.cells[result.cells["table"] == "Table 5"]
     assert len(table5) == 108
     assert set(table5["status"]) == {"not run", "paper N/A", "paper N/S"}
@@ -295,7 +297,7 @@ def test_table4_and_table7_mapping():
             },
         ]
     )
-    result = pr.compare_tables({"table4": table4, "table7": table7}, models=models)
+    result = pc.compare_tables({"table4": table4, "table7": table7}, models=models)
     t4 = next(t for t in result.tables if t.key == "table4")
     c = get(t4.cells, "MFRC", "8B Base", "%")
     assert c["diff"] == pytest.approx(90.0 - 100.0) and pd.isna(c["paper_in_ci"])
@@ -310,9 +312,9 @@ def test_table4_and_table7_mapping():
 
 
 def test_outputs_render(table2_csv, tmp_path):
-    result = pr.compare_tables({"table2": table2_csv}, datasets=DATASET_CFG)
+    result = pc.compare_tables({"table2": table2_csv}, datasets=DATASET_CFG)
     csv, md, html = tmp_path / "c.csv", tmp_path / "c.md", tmp_path / "c.html"
-    pr.write_comparison(result, csv, md, html)
+    render.write_comparison(result, csv, md, html)
     back = pd.read_csv(csv, keep_default_na=False)
     assert list(back.columns) == pr.COMPARISON_COLUMNS
     assert "N/A" in set(back["paper_text"])

@@ -12,8 +12,12 @@ import pytest
 from PIL import Image
 
 from multilabel_llm.analyses import mechanisms as an
+from multilabel_llm.analyses import summaries
+from multilabel_llm.analyses.run_tables import tag
 from multilabel_llm.core.traces import read_traces
+from multilabel_llm.data.label_steps import STEP_COLUMNS
 from multilabel_llm.report import plots
+from multilabel_llm.report.figure_base import NO_DATA
 from multilabel_llm.report.html import frame_to_html, read_tables, render_table
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "traces"
@@ -33,7 +37,7 @@ def steps(toy):
     meta, traces = toy
     one = an.step_statistics(traces, meta.labels)
     return pd.concat(
-        [an.tag(one, dataset=d, model=m) for d in ("goemo", "mfrc") for m in ("base", "instruct")]
+        [tag(one, dataset=d, model=m) for d in ("goemo", "mfrc") for m in ("base", "instruct")]
     )
 
 
@@ -65,7 +69,7 @@ def test_fig2_grid_and_files(steps, tmp_path):
         "semeval — intermediate",
     ]
     # the dataset with no traces gets explicit empty panels
-    assert texts(plot.figure).count(plots.NO_DATA) == 2
+    assert texts(plot.figure).count(NO_DATA) == 2
     ax = plot.figure.axes[1]
     # n per model (legend order) under each step
     assert [t.get_text() for t in ax.get_xticklabels()] == ["r=1\nn=3/3", "r=2\nn=2/2"]
@@ -104,22 +108,22 @@ def test_fig9_and_fig10(steps, tmp_path):
 
 
 def test_empty_step_stats_draw_no_data_panels(tmp_path):
-    empty = pd.DataFrame(columns=["dataset", "model", *an.STEP_COLUMNS])
+    empty = pd.DataFrame(columns=["dataset", "model", *STEP_COLUMNS])
     for plot in (
         plots.figure_step_quantity(empty, datasets=["goemo"]),
         plots.figure_second(empty, datasets=["goemo"]),
         plots.figure_top_two_box(empty, datasets=["goemo"]),
     ):
-        assert set(texts(plot.figure)) == {plots.NO_DATA}
+        assert set(texts(plot.figure)) == {NO_DATA}
     check_files(plots.figure_second(empty, datasets=["goemo"]), tmp_path, "empty")
 
 
 def test_fig4_fig5_fig6_fig11(toy, steps, tmp_path):
     meta, traces = toy
-    sorted_probs = an.tag(an.first_step_sorted(traces, meta.labels), dataset="goemo", model="m")
+    sorted_probs = tag(an.first_step_sorted(traces, meta.labels), dataset="goemo", model="m")
     check_files(plots.figure_first_step_sorted(sorted_probs), tmp_path, "fig4")
 
-    acc = an.tag(an.label_position_accuracy(traces, GOLD), dataset="goemo", model="m")
+    acc = tag(an.label_position_accuracy(traces, GOLD), dataset="goemo", model="m")
     fig5 = plots.figure_label_position_accuracy(acc)
     line = fig5.figure.axes[0].lines[0]
     assert list(line.get_ydata()) == pytest.approx([200 / 3, 100 / 3])  # positions 3+ cut
@@ -127,7 +131,7 @@ def test_fig4_fig5_fig6_fig11(toy, steps, tmp_path):
 
     rates = pd.concat(
         [
-            an.tag(
+            tag(
                 an.multilabel_output_rate(traces, meta.labels),
                 dataset="goemo",
                 model="m",
@@ -140,7 +144,7 @@ def test_fig4_fig5_fig6_fig11(toy, steps, tmp_path):
     assert fig6.figure.axes[0].get_xlabel() == "multi-label in-context examples (%)"
     check_files(fig6, tmp_path, "fig6")
 
-    positions = an.tag(
+    positions = tag(
         an.second_eventual_position(an.step_statistics(traces, meta.labels)),
         dataset="mfrc",
         model="m",
@@ -162,16 +166,16 @@ def test_fig12_notes_missing_base(tmp_path):
             "example_f1": [0.5, 0.4],
         }
     )
-    table = an.base_vs_instruct(alignment, {"chat": {"family": "llama", "instruct": True}})
+    table = summaries.base_vs_instruct(alignment, {"chat": {"family": "llama", "instruct": True}})
     plot = plots.figure_base_vs_instruct(table)
     assert "no base model configured" in plot.figure.axes[0].get_title()
     check_files(plot, tmp_path, "fig12")
     empty = plots.figure_base_vs_instruct(table.iloc[0:0])
-    assert plots.NO_DATA in texts(empty.figure)
+    assert NO_DATA in texts(empty.figure)
 
 
 def test_fig7_probes(tmp_path):
-    scores = an.probe_summary(
+    scores = summaries.probe_summary(
         pd.DataFrame(
             {
                 "dataset": "g",
@@ -185,7 +189,7 @@ def test_fig7_probes(tmp_path):
     ax = plot.figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["Gold", "Pred", "Pred 2+", "Perf"]
     assert [p.get_height() for p in ax.patches][:4] == pytest.approx([0.6, 0.8, 0.3, 0.5])
-    assert plots.NO_DATA in texts(plot.figure)  # mfrc has no probe scores
+    assert NO_DATA in texts(plot.figure)  # mfrc has no probe scores
     check_files(plot, tmp_path, "fig7")
 
 
@@ -323,7 +327,7 @@ def test_fig11_title_counts_impossible_cases():
 
 
 def test_draw_figure_registry_draws_every_kind_from_empty_tables(tmp_path):
-    from multilabel_llm.report.plots import FIGURES, draw_figure
+    from multilabel_llm.report.figure_registry import FIGURES, draw_figure
 
     empty = tmp_path / "empty.csv"
     empty.write_text("")

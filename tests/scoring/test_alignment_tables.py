@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from multilabel_llm.core.distributions import distribution_frame
 from multilabel_llm.core.metrics import reference_distribution
 from multilabel_llm.data.canonical import CanonicalDataset
-from multilabel_llm.methods.estimators import constant_distribution, distribution_frame
+from multilabel_llm.methods.estimators import constant_distribution
 from multilabel_llm.scoring.alignment import (
     AlignmentEntry,
     BootstrapSettings,

@@ -16,12 +16,12 @@ from multilabel_llm.supervised.sft import (
     build_examples,
     check_qlora,
     encode_example,
-    latest_checkpoint,
     load_for_training,
     train_sft,
     training_load_kwargs,
     zero_shot_builder,
 )
+from multilabel_llm.supervised.sft_checkpoints import latest_checkpoint
 from tests.builders import TOY_PROMPT_CFG, tiny_random_llama, toy_dataset
 
 

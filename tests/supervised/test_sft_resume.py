@@ -17,16 +17,15 @@ import torch
 
 from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer
 from multilabel_llm.supervised.sft import (
-    FINGERPRINT_FILE,
     SimulatedInterrupt,
     base_model_identity,
     build_examples,
-    latest_checkpoint,
     prepare_checkpoints,
     sft_fingerprint,
     train_sft,
     zero_shot_builder,
 )
+from multilabel_llm.supervised.sft_checkpoints import FINGERPRINT_FILE, latest_checkpoint
 from tests.builders import TOY_PROMPT_CFG, tiny_random_llama, toy_dataset
 
 CFG = {

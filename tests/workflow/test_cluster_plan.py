@@ -8,7 +8,10 @@ import math
 import pytest
 
 from multilabel_llm.workflow import cluster_plan as cp
-from multilabel_llm.workflow.cluster_plan import main, parse_dry_run, plan
+from multilabel_llm.workflow import cost_assumptions
+from multilabel_llm.workflow.cluster_plan import main
+from multilabel_llm.workflow.dry_run_jobs import parse_dry_run, plan
+from multilabel_llm.workflow.job_costs import params_of
 
 DRY_RUN = """\
 rule extract_traces_hidden:
@@ -162,12 +165,14 @@ TOY_CONFIG = {
 }
 
 # Round numbers: 1 TFLOP/s peak at 50% MFU, 1 GB/s fully used, weights loaded at 4 GB/s.
-TOY_ASSUMPTIONS = cp.Assumptions(mfu=0.5, train_mfu=0.5, hbm_efficiency=1.0, load_gb_per_s=4.0)
+TOY_ASSUMPTIONS = cost_assumptions.Assumptions(
+    mfu=0.5, train_mfu=0.5, hbm_efficiency=1.0, load_gb_per_s=4.0
+)
 
 
 @pytest.fixture
 def toy_plan(tmp_path, monkeypatch):
-    monkeypatch.setitem(cp.GPUS, "toy", cp.GPU(1.0, 1.0, "test"))
+    monkeypatch.setitem(cost_assumptions.GPUS, "toy", cost_assumptions.GPU(1.0, 1.0, "test"))
     (tmp_path / "Snakefile").write_text("localrules:\n    all,\n    render_table,\n")
     (tmp_path / "ids.txt").write_text("# seven ids\n" + "\n".join(f"i{k}" for k in range(7)) + "\n")
     parts = tmp_path / "partitions.yaml"
@@ -286,16 +291,16 @@ def test_every_size_class_has_a_parameter_count():
 
     for experiment in ("paper", "slurm_test"):
         classes = load_config({"experiment": experiment})["resources"]["size_classes"]
-        assert set(classes) == set(cp.SIZE_CLASS_PARAMS)
-    assert cp.SIZE_CLASS_PARAMS["b70"] == cp.MODEL_PARAMS["70b"]
+        assert set(classes) == set(cost_assumptions.SIZE_CLASS_PARAMS)
+    assert cost_assumptions.SIZE_CLASS_PARAMS["b70"] == cost_assumptions.MODEL_PARAMS["70b"]
 
 
 def test_model_sizes():
-    assert cp.params_of("llama-3.1-70b") == 70.6e9
-    assert cp.params_of("medusa-1.0-zephyr-7b-beta") == 7.62e9
-    assert cp.params_of("smollm2-135m-instruct") == 0.135e9
-    assert cp.params_of("qwen2.5-13b") == 13e9  # not in the table: the number itself
-    assert cp.params_of("mystery") is None
+    assert params_of("llama-3.1-70b") == 70.6e9
+    assert params_of("medusa-1.0-zephyr-7b-beta") == 7.62e9
+    assert params_of("smollm2-135m-instruct") == 0.135e9
+    assert params_of("qwen2.5-13b") == 13e9  # not in the table: the number itself
+    assert params_of("mystery") is None
 
 
 def test_config_from_the_dry_run_command_line():
@@ -334,7 +339,8 @@ def test_cli_runs_the_dry_run_itself(tmp_path, monkeypatch, capsys):
 def test_engine_per_job_and_gpu_hours_per_engine():
     """A vLLM slot's traces and breakdown run on vLLM (tensor-parallel over the job's GPUs,
     with its start-up); its hidden-state and marginalisation jobs on HF; totals per engine."""
-    from multilabel_llm.workflow.cluster_plan import ASSUMPTIONS, cost_plan
+    from multilabel_llm.workflow.cluster_plan import cost_plan
+    from multilabel_llm.workflow.cost_assumptions import ASSUMPTIONS
 
     dry = (
         "rule extract_traces:\n"

@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from multilabel_llm.workflow.config import ConfigError, compose, load_config, validate
+from multilabel_llm.workflow.config import (
+    SEARCH_PATH_ENV,
+    ConfigError,
+    compose,
+    config_files,
+    config_search_path,
+    group_options,
+    load_config,
+    validate,
+)
 
 
 def test_demo_experiment_composes_and_validates():
@@ -115,8 +124,9 @@ def test_override_of_missing_key_fails_before_anything_runs():
 
 
 def test_every_experiment_file_composes(tmp_path: Path):
-    # Paper-scale experiments must at least compose and validate (they are dry-run on CI).
-    for path in sorted((Path(__file__).parents[2] / "config" / "experiment").glob("*.yaml")):
+    # Paper-scale experiments must at least compose and validate (they are dry-run on CI);
+    # the test experiments of tests/config too (conftest puts that tree on the search path).
+    for path in config_files("experiment"):
         cfg = load_config({"experiment": path.stem})
         assert cfg["experiment_name"] == path.stem
 
@@ -138,7 +148,7 @@ def test_yaml_mistake_in_a_config_file_names_the_file(tmp_path):
 # ---------------------------------------------------------------- defaults in the Hydra tree
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted(p.stem for p in (ROOT / "config" / "experiment").glob("*.yaml"))
+EXPERIMENTS = group_options("experiment")  # config/ and tests/config
 
 
 def _group_default(group: str) -> dict:
@@ -232,6 +242,47 @@ def test_default_experiment_is_set_in_config_yaml_only():
     assert f'"{default}"' not in source and f"'{default}'" not in source
 
 
+# ---------------------------------------------------------------- the test-only config tree
+
+TEST_TREE = ROOT / "tests" / "config"
+
+
+def _options(tree: Path) -> set[str]:
+    return {p.relative_to(tree).with_suffix("").as_posix() for p in tree.rglob("*.yaml")}
+
+
+def test_test_configs_sit_in_their_own_tree():
+    # first tree wins: a test option named like a product one would be silently shadowed
+    product, test_only = _options(ROOT / "config"), _options(TEST_TREE)
+    assert {"experiment/tiny", "experiment/paper_smoke", "model/standin_llama3_8b"} <= test_only
+    assert not product & test_only
+    assert not [o for o in product if o.startswith("model/standin_") or o.endswith("_smoke")]
+
+
+def test_product_experiments_compose_without_the_test_tree(monkeypatch):
+    monkeypatch.delenv(SEARCH_PATH_ENV, raising=False)
+    for path in sorted((ROOT / "config" / "experiment").glob("*.yaml")):
+        assert load_config({"experiment": path.stem})["experiment_name"] == path.stem
+
+
+def test_test_experiment_without_the_search_path_names_the_variable(monkeypatch):
+    monkeypatch.delenv(SEARCH_PATH_ENV, raising=False)
+    with pytest.raises(ConfigError) as err:
+        load_config({"experiment": "tiny"})
+    message = str(err.value)
+    assert "config key 'experiment': unknown value 'tiny'" in message
+    assert f"{SEARCH_PATH_ENV}=tests/config" in message and "config_path=DIR" in message
+
+
+def test_search_path_from_the_config_key_and_missing_trees(monkeypatch):
+    monkeypatch.delenv(SEARCH_PATH_ENV, raising=False)
+    cfg = load_config({"experiment": "tiny", "config_path": "tests/config"})
+    assert cfg["experiment_name"] == "tiny" and "config_path" not in cfg
+    monkeypatch.setenv(SEARCH_PATH_ENV, "no/such/tree")
+    with pytest.raises(ConfigError, match=rf"\${SEARCH_PATH_ENV}: config directory 'no/such/tree'"):
+        load_config({"experiment": "demo"})
+
+
 # ---------------------------------------------------------------- the method probability floor
 
 FLOOR_METHODS = (
@@ -248,7 +299,8 @@ def test_probability_floor_literal_appears_once_in_config():
     number = re.compile(r"\b1(?:\.0)?e-0?8\b", re.I)
     hits = [
         (str(p.relative_to(ROOT)), line.split("#")[0].strip())
-        for p in sorted((ROOT / "config").rglob("*.yaml"))
+        for tree in config_search_path()
+        for p in sorted(tree.rglob("*.yaml"))
         for line in p.read_text(encoding="utf-8").splitlines()
         if number.search(line.split("#")[0])
     ]
@@ -277,20 +329,35 @@ def test_probability_floor_reaches_every_floored_method():
 # ---------------------------------------------------------------- contracts on slot names and kinds
 
 
-def test_every_method_kind_has_exactly_one_distribution_producer():
+def test_method_schema_takes_kinds_and_params_from_the_registry():
     import yaml
 
-    from multilabel_llm.methods.estimators import KINDS as ESTIMATOR_KINDS
-    from multilabel_llm.workflow.studies import DISTRIBUTION_PRODUCERS, PRODUCER_OF_KIND
+    from multilabel_llm.methods.registry import METHOD_KINDS, params_schema
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/method.schema.yaml").read_text())
-    kinds = [k for ks in DISTRIBUTION_PRODUCERS.values() for k in ks]
-    assert len(kinds) == len(set(kinds))  # no kind with two producers
-    assert set(kinds) == set(schema["properties"]["kind"]["enum"]) == set(PRODUCER_OF_KIND)
-    estimated = set(DISTRIBUTION_PRODUCERS["estimate"]) | set(
-        DISTRIBUTION_PRODUCERS["estimate_binary"]
+    assert schema["properties"]["kind"]["enum"] == list(METHOD_KINDS)
+    blocks = {
+        rule["if"]["properties"]["kind"]["const"]: rule["then"]["properties"]["params"]
+        for rule in schema["allOf"]
+    }
+    assert blocks == {kind: params_schema(kind) for kind in METHOD_KINDS}
+
+
+def test_method_kind_and_params_errors_name_the_key_and_the_allowed_values():
+    cfg = load_config({"experiment": "demo"})
+    cfg["methods"]["constant"]["kind"] = "constnat"
+    cfg["methods"]["unary_breakdown"]["params"] = {"single_label_norm": "max", "temp": 1}
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    message = str(err.value)
+    assert "config key 'methods.constant.kind': 'constnat' is not allowed; allowed values: [" in (
+        message
     )
-    assert estimated == set(ESTIMATOR_KINDS)
+    assert "config key 'methods.unary_breakdown.params.single_label_norm': 'max' is not " in (
+        message
+    )
+    assert "config key 'methods.unary_breakdown.params': Additional properties" in message
+    assert "allowed keys: ['single_label_norm']" in message
 
 
 def test_distribution_producer_follows_the_kind():

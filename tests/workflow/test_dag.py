@@ -1,4 +1,5 @@
-"""The workflow grid (multilabel_llm.workflow.dag) without Snakemake: composed from the demo experiment."""
+"""The workflow grid (multilabel_llm.workflow.dag) without Snakemake: composed from the demo
+experiment."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from types import SimpleNamespace as W
 
 import pytest
 
-from multilabel_llm.workflow.dag import FIGURES, DagError, WorkflowDag
+from multilabel_llm.workflow.dag import DagError, WorkflowDag
+from multilabel_llm.workflow.dag.figures import FIGURES, Figure
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,10 @@ def test_targets_and_figures(dag):
     assert set(dag.figure_names()) <= set(FIGURES)
     params = {k: v(W(figure="fig2")) if callable(v) else v for k, v in dag.figure_params().items()}
     assert params["kind"] == "fig2" and params["max_step"] == dag.config["analyses"]["max_step"]
+    # family figures reuse a plot kind; the report reads the subcategory by name
+    assert dag.figures["fig13"] == Figure(
+        plot="fig2", source="step_stats", subcategory="Other families", content="top probabilities"
+    )
     assert dag.alignment_metric() == {
         "nll_clip": dag.config["alignment"]["nll_clip"],
         "threshold": dag.config["alignment"]["threshold"],
@@ -80,3 +86,24 @@ def test_every_model_bound_rule_carries_the_engine_version(dag):
         model_bound
     )
     assert dag.engine_version == ENGINE_VERSION
+
+
+def test_estimate_and_explorer_ask_the_one_method_kind_inputs(dag):
+    """A trace-reading method's estimate reads its traces, and its run gets an explorer page;
+    both come from EstimatorStage.method_kind_inputs."""
+    dataset = dag.scored_datasets()[0]
+    for run in dag.scored_runs(dataset):
+        cell = W(dataset=dataset, **run)
+        kind_inputs = dag.method_kind_inputs(
+            run["method"], dataset, run["model"], run["prompt"], run["testset"]
+        )
+        if run["method"] in dag.methods_written_by("estimate").split("|"):
+            assert dag.estimate_inputs(cell).items() >= kind_inputs.items()
+        if "traces" in kind_inputs:
+            page = {
+                **run,
+                "dataset": dataset,
+                "model": dag.trace_model(run["method"], run["model"]),
+            }
+            page.pop("method")
+            assert page in dag.explorer_cells()

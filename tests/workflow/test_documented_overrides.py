@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from snakemake.cli import parse_config
 
-from multilabel_llm.workflow.config import ConfigError, load_config
+from multilabel_llm.workflow.config import SEARCH_PATH_ENV, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted(
@@ -107,10 +107,24 @@ def test_the_scan_finds_the_documented_overrides():
     assert "models={smollm2: {dtype: bfloat16}}" in commands
 
 
+def search_path_of(command: str) -> str | None:
+    """The config trees a command adds: ``MULTILABEL_LLM_CONFIG_PATH=tests/config snakemake …``
+    (the test experiments); None when it sets none."""
+    for word in shlex.split(command, comments=True):
+        if word.startswith(f"{SEARCH_PATH_ENV}="):
+            return word.split("=", 1)[1]
+    return None
+
+
 @functools.cache
-def compose_once(items_json: str) -> None:
+def compose_once(items_json: str, search_path: str | None) -> None:
     """Compose each distinct config once: many commands repeat `experiment=paper`."""
-    load_config(json.loads(items_json))
+    with pytest.MonkeyPatch.context() as env:
+        # only what the command itself sets: a documented test experiment must name the tree
+        env.delenv(SEARCH_PATH_ENV, raising=False)
+        if search_path is not None:
+            env.setenv(SEARCH_PATH_ENV, search_path)
+        load_config(json.loads(items_json))
 
 
 @pytest.mark.parametrize("command", CASES)
@@ -118,7 +132,7 @@ def test_documented_override_composes(command):
     items = config_items(command)
     assert items is not None, f"no config found in {command!r}"
     try:
-        compose_once(json.dumps(items, sort_keys=True))
+        compose_once(json.dumps(items, sort_keys=True), search_path_of(command))
     except ConfigError as err:
         pytest.fail(f"documented command {command!r} does not compose:\n{err}")
 
@@ -145,3 +159,11 @@ def test_fenced_blocks_join_continuations_and_skip_yaml():
         "experiment": "demo",
         "overrides": "models.smollm2.dtype=bfloat16",
     }
+
+
+def test_a_documented_test_experiment_must_name_its_tree():
+    command = "snakemake -n --config experiment=tiny"
+    with pytest.raises(ConfigError, match=f"{SEARCH_PATH_ENV}=tests/config"):
+        compose_once.__wrapped__(json.dumps(config_items(command)), search_path_of(command))
+    named = f"{SEARCH_PATH_ENV}=tests/config {command}"
+    compose_once.__wrapped__(json.dumps(config_items(named)), search_path_of(named))

@@ -35,7 +35,8 @@ from multilabel_llm.data.canonical import save_canonical
 from multilabel_llm.engine.jobs import extract_traces_from_files, marginalize_from_files
 from multilabel_llm.engine.loading import load_tokenizer
 from multilabel_llm.engine.run import plan_run
-from multilabel_llm.supervised.sft import FINGERPRINT_FILE, train_sft_from_files
+from multilabel_llm.supervised.jobs import train_sft_from_files
+from multilabel_llm.supervised.sft_checkpoints import FINGERPRINT_FILE
 from tests.builders import TOY_PROMPT_CFG, save_tiny_checkpoint, toy_dataset
 from tests.workflow.test_fault_matrix import (  # the matrix's settings and stand-ins, reused
     CFG,

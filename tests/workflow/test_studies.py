@@ -252,15 +252,14 @@ def test_dag_without_hidden_states_builds(tmp_path):
     assert "fig7 left out (default studies)" in proc.stderr
 
 
-def test_estimate_producer_covers_the_estimator_kinds_without_importing_them():
-    """studies spells the kinds out (the DAG imports it at every parse; estimators pulls in
-    pandas and scipy): they must stay the estimators' kinds minus the binary breakdown."""
+def test_studies_and_the_dag_read_the_method_registry_without_pandas():
+    """The DAG imports studies at every parse; both take the method kinds from the registry,
+    which must not pull in pandas or scipy (the estimators do)."""
     import subprocess
     import sys
 
-    from multilabel_llm.methods.estimators import KINDS
-    from multilabel_llm.workflow.studies import DISTRIBUTION_PRODUCERS
-
-    assert set(DISTRIBUTION_PRODUCERS["estimate"]) == set(KINDS) - {"binary"}
-    code = "import sys, multilabel_llm.workflow.dag; assert 'scipy' not in sys.modules, 'scipy imported'"
+    code = (
+        "import sys, multilabel_llm.workflow.dag; "
+        "heavy = {'pandas', 'scipy', 'torch'} & set(sys.modules); assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

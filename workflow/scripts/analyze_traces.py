@@ -1,13 +1,10 @@
-"""Snakemake adapter: one trace file → the §4/§D analysis CSVs (multilabel_llm.analyses.mechanisms)."""
-# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
+"""Snakemake adapter: one trace file → the §4/§D analysis CSVs (multilabel_llm.analyses.run_tables)."""
 
-from multilabel_llm.workflow.adapter import named, start
+from multilabel_llm.workflow.adapter import named, run_job
 
-start(snakemake)
-
-from multilabel_llm.workflow.steps import analyze_traces
-
-analyze_traces(
+run_job(
+    snakemake,
+    "multilabel_llm.analyses.jobs:analyze_traces",
     snakemake.input.traces,
     snakemake.input.examples,
     named(snakemake.output),

@@ -1,13 +1,10 @@
 """Snakemake adapter: one distribution method → results/distributions/.../{method}.parquet."""
-# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
-from multilabel_llm.workflow.adapter import named, start
+from multilabel_llm.workflow.adapter import named, run_job
 
-start(snakemake)
-
-from multilabel_llm.workflow.steps import estimate_method
-
-estimate_method(
+run_job(
+    snakemake,
+    "multilabel_llm.methods.jobs:estimate_method",
     snakemake.params.kind,
     snakemake.params.settings,
     named(snakemake.input),

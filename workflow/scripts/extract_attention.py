@@ -1,15 +1,12 @@
 """Adapter for rule extract_attention: attention on input vs. label tokens (Table 6)."""
 
-import logging
 import os
-import sys
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+from multilabel_llm.workflow.adapter import run_job
 
-from multilabel_llm.engine.jobs import attention_from_files  # noqa: E402
-
-attention_from_files(
+run_job(
+    snakemake,
+    "multilabel_llm.engine.jobs:attention_from_files",
     os.path.dirname(snakemake.input.examples),
     snakemake.input.traces,
     snakemake.params.model,

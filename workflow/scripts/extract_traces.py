@@ -2,13 +2,11 @@
 
 import os
 
-from multilabel_llm.engine.service import run_model_job
-from multilabel_llm.workflow.adapter import start
+from multilabel_llm.workflow.adapter import run_job
 
-start(snakemake)
-run_model_job(
+run_job(
     snakemake,
-    "extract_traces",
+    "multilabel_llm.engine.jobs:extract_traces_from_files",
     data_dir=os.path.dirname(snakemake.input.examples),
     ids_path=snakemake.input.ids,
     model_cfg=dict(snakemake.params.model),

@@ -6,13 +6,11 @@ everything that decides their content (see multilabel_llm.engine.run).
 
 import os
 
-from multilabel_llm.engine.service import run_model_job
-from multilabel_llm.workflow.adapter import start
+from multilabel_llm.workflow.adapter import run_job
 
-start(snakemake)
-run_model_job(
+run_job(
     snakemake,
-    "marginalize",
+    "multilabel_llm.engine.jobs:marginalize_from_files",
     data_dir=os.path.dirname(snakemake.input.examples),
     ids_path=snakemake.input.ids,
     model_cfg=dict(snakemake.params.model),

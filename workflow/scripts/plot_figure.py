@@ -1,12 +1,13 @@
 """Snakemake adapter: stacked analysis CSVs → one paper figure (PNG + PDF); the figure kinds
-are the registry multilabel_llm.report.plots.FIGURES."""
-# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
+are the registry multilabel_llm.report.figure_registry.FIGURES."""
 
-from multilabel_llm.workflow.adapter import named, start
+from multilabel_llm.workflow.adapter import named, run_job
 
-start(snakemake)
-
-from multilabel_llm.report.plots import draw_figure
-
-params = named(snakemake.params)
-draw_figure(params["kind"], snakemake.input, params, snakemake.output.png, snakemake.output.pdf)
+run_job(
+    snakemake,
+    "multilabel_llm.report.jobs:plot_figure",
+    snakemake.input,
+    named(snakemake.params),
+    snakemake.output.png,
+    snakemake.output.pdf,
+)

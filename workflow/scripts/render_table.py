@@ -1,18 +1,15 @@
 """Snakemake adapter: one CSV table → a standalone HTML page for the report."""
 
-import sys
+from multilabel_llm.workflow.adapter import run_job
 
-sys.stderr = open(snakemake.log[0], "w")
-
-from multilabel_llm.report.html import render_table  # noqa: E402
-
-p = snakemake.params
-render_table(
+run_job(
+    snakemake,
+    "multilabel_llm.report.jobs:render_table_page",
     snakemake.input[0],
     snakemake.output[0],
-    title=p.title,
-    caption=p.caption,
-    digits=p.digits,
-    pivot=p.pivot or None,
-    columns=p.columns or None,
+    title=snakemake.params.title,
+    caption=snakemake.params.caption,
+    digits=snakemake.params.digits,
+    pivot=snakemake.params.pivot,
+    columns=snakemake.params.columns,
 )

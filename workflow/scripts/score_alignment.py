@@ -1,13 +1,10 @@
 """Snakemake adapter: score every distribution of one dataset → alignment_{dataset}.{csv,md,tex}."""
-# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
-from multilabel_llm.workflow.adapter import named, start
+from multilabel_llm.workflow.adapter import named, run_job
 
-start(snakemake)
-
-from multilabel_llm.workflow.steps import score_alignment
-
-score_alignment(
+run_job(
+    snakemake,
+    "multilabel_llm.scoring.jobs:score_alignment",
     snakemake.wildcards.dataset,
     snakemake.input.examples,
     snakemake.input.ids,

@@ -2,13 +2,11 @@
 
 import os
 
-from multilabel_llm.engine.service import run_model_job
-from multilabel_llm.workflow.adapter import start
+from multilabel_llm.workflow.adapter import run_job
 
-start(snakemake)
-run_model_job(
+run_job(
     snakemake,
-    "score_breakdown",
+    "multilabel_llm.engine.jobs:breakdown_from_files",
     kind=snakemake.params.kind,
     data_dir=os.path.dirname(snakemake.input.examples),
     ids_path=snakemake.input.ids,

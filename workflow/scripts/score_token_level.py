@@ -1,15 +1,12 @@
 """Snakemake adapter: the second paper's metrics (micro-F1 at a threshold, Hamming loss,
 micro ROC-AUC; Praharaj & Kasundra 2025) of every distribution of one dataset, against its
 aggregate labels → token_level_{dataset}.{csv,md}."""
-# ruff: noqa: E402  (stderr goes to the log before anything else is imported)
 
-from multilabel_llm.workflow.adapter import named, start
+from multilabel_llm.workflow.adapter import named, run_job
 
-start(snakemake)
-
-from multilabel_llm.workflow.steps import score_token_level
-
-score_token_level(
+run_job(
+    snakemake,
+    "multilabel_llm.scoring.jobs:score_token_level",
     snakemake.input.examples,
     snakemake.input.ids,
     snakemake.input.dists,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Library defaults, mirroring config/alignment/default.yaml (the workflow always passes the
 # configured values): ``alignment.nll_clip`` and ``alignment.threshold``. The NLL clip is its
 # own knob, apart from the probability floor of the hard-prediction methods
-# (``estimators.PROBABILITY_FLOOR``, method params ``epsilon``), although both default to 1e-8.
+# (``methods.registry.PROBABILITY_FLOOR``, method params ``epsilon``), both default to 1e-8.
 NLL_CLIP = 1e-8  # q is clipped to [NLL_CLIP, 1 - NLL_CLIP] in the NLL
 THRESHOLD = 0.5  # q_l >= THRESHOLD puts label l in the predicted set (multi-label F1)
 METRICS = ("nll", "l1", "example_f1", "micro_f1", "macro_f1")

@@ -190,7 +190,7 @@ class PromptSpec:
     max_new_tokens: int | str = AUTO  # a count, or "auto" (longest answer, see module doc)
     stop: list[str] = field(default_factory=lambda: ["Input:", "Question:"])
     strip: bool = True
-    label_scoring: str = "first_token"  # or "lookahead" (engine/tracing.py, docs/label_tokens.md)
+    label_scoring: str = "first_token"  # or "lookahead" (engine/hf/tracer.py, docs/label_tokens.md)
     chat_template: bool = False  # one user turn in the tokenizer's chat template (module doc)
 
     def __post_init__(self):
@@ -248,6 +248,23 @@ def resolve_prompt(prompt_cfg: dict, dataset: str, template: str | None = None) 
         if k not in merged:
             raise ValueError(f"prompt {name!r}: template {key!r} lacks {k!r}")
     return PromptSpec(**merged)
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    """A prompt config resolved once for one dataset, before a model is loaded. The engine
+    takes this, not the raw config; what needs the tokenizer it resolves in its run plan."""
+
+    spec: PromptSpec  # the template entry merged over the defaults
+    capitalised: bool = True  # label_forms: also score "Joy", "joy"
+    leading_space: bool = True  # label_forms: also score " joy", ": joy"
+
+
+def resolve_prompt_config(prompt_cfg: dict, dataset: str, template: str | None = None):
+    """``prompt_cfg`` resolved for ``dataset`` (template as in :func:`resolve_prompt`)."""
+    forms = prompt_cfg.get("label_forms", {})
+    capitalised, space = (bool(forms.get(k, True)) for k in ("capitalised", "leading_space"))
+    return ResolvedPrompt(resolve_prompt(prompt_cfg, dataset, template), capitalised, space)
 
 
 def pick_template(prompt_cfg: dict, *candidates) -> str:

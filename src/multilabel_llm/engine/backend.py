@@ -11,11 +11,15 @@ A backend holds one loaded model and answers the model-bound questions of the dr
   settings and vLLM version for vLLM;
 * ``context_length()``: the model's context in tokens (None when unknown);
 * ``capabilities``: what it can do beyond that (hidden states, attention weights, the
-  lookahead scoring, marginalisation, training).
+  lookahead scoring, marginalisation, training); a backend with ``attention`` answers
+  ``label_step_attention(prompts, traces)``, one with ``marginalization`` answers
+  ``marginals(prompts, labels, parse, settings, ...)``.
 
 Backends are named in :data:`BACKENDS` as ``"module:Class"`` and imported only when used, so
 choosing one costs nothing at DAG parse time and vLLM need not be importable here (its engine
-runs in its own Python: engine/vllm_backend.py). This module imports no torch.
+runs in its own Python: engine/vllm/backend.py). This module imports no torch; the drivers
+reach a backend's module only through :func:`backend_class`, so a new backend is one module
+plus one entry in :data:`BACKENDS` (and :data:`DECLARED`).
 
 Which engine runs a job is decided by :func:`engine_for` from the model config and what the job
 needs, so the DAG, the cost plan and the job itself agree: a vLLM model's hidden-state, attention
@@ -97,6 +101,15 @@ def backend_class(name: str):
         raise ValueError(f"backend {name!r}: expected one of {sorted(BACKENDS)}")
     module, _, cls = BACKENDS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def as_backend(model_or_backend, tokenizer=None):
+    """A backend as is; a bare transformers model wrapped in the Hugging Face backend."""
+    if hasattr(model_or_backend, "tracer") and hasattr(model_or_backend, "shard_components"):
+        return model_or_backend
+    if tokenizer is None:
+        raise ValueError("a bare model needs its tokenizer to become a backend")
+    return backend_class("hf")(model_or_backend, tokenizer)
 
 
 # what a job needs of its engine -> the Capabilities field that provides it

@@ -18,7 +18,7 @@ import pandas as pd
 
 from multilabel_llm import NONE_LABEL
 from multilabel_llm.data.prompts import demo_pool_frame
-from multilabel_llm.engine.hf.backend import as_backend
+from multilabel_llm.engine.backend import as_backend
 from multilabel_llm.engine.label_tokens import answer_tokens
 from multilabel_llm.engine.tracing import common_prefix_len
 

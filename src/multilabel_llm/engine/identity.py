@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from multilabel_llm.engine.loading import gguf_location
+
 # files whose size and mtime stand for a local checkpoint's weights (hashing GBs is too slow)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 
@@ -67,8 +69,6 @@ def checkpoint_identity(model_cfg: dict) -> dict:
     revision and the commit of the cached snapshot. Renaming the slot changes none of these;
     pointing it elsewhere changes them.
     """
-    from multilabel_llm.engine.loading import gguf_location
-
     name = model_cfg.get("name", "<unnamed>")
     if model_cfg.get("gguf"):
         directory, file = gguf_location(model_cfg)

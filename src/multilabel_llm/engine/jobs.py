@@ -3,8 +3,10 @@
 Each rule (``extract_traces``, ``score_breakdown``, ``extract_attention``,
 ``marginalize``) opens its run the same way (:func:`open_run`: the canonical dataset, the
 job's threads, the backend that runs the job, with the model and its adapter placed as its
-:class:`ModelSpec` says) and then calls one function of engine/run.py, breakdown.py or
-attention.py. The workflow scripts are adapters over these functions.
+:class:`ModelSpec` says), resolves its prompt config once for the dataset
+(:class:`~multilabel_llm.data.prompts.ResolvedPrompt`), and then calls one function of
+engine/run.py or breakdown.py, or the backend itself (attention weights). The workflow scripts
+are adapters over these functions; engine/run.py never imports this module.
 
 The backend is the model config's ``backend`` (``hf`` or ``vllm``) when it can do what the job
 needs, else Hugging Face (:func:`~.backend.engine_for`: hidden states, attention weights,
@@ -23,15 +25,15 @@ import pandas as pd
 from multilabel_llm.core.io import read_id_list, write_csv, write_parquet
 from multilabel_llm.core.traces import read_traces
 from multilabel_llm.data.canonical import CanonicalDataset, load_canonical
-from multilabel_llm.data.prompts import pick_template
+from multilabel_llm.data.prompts import ResolvedPrompt, pick_template, resolve_prompt_config
 from multilabel_llm.engine.backend import backend_class, engine_for
+from multilabel_llm.engine.breakdown import SCORERS
 from multilabel_llm.engine.identity import file_digest, run_identity
 from multilabel_llm.engine.loading import ModelSpec
 from multilabel_llm.engine.run import (
     ShardStore,
     extract_traces,
     marginalize,
-    model_context,
     plan_run,
     read_pool,
     set_threads,
@@ -130,6 +132,15 @@ def open_run(
     return OpenedRun(dataset, backend, spec, adapter)
 
 
+def resolved_prompt(
+    prompt_cfg: dict, dataset: CanonicalDataset, loader: str | None
+) -> ResolvedPrompt:
+    """The job's prompt config resolved once for its dataset: the template of its loader,
+    else of its name, else ``default``."""
+    template = pick_template(prompt_cfg, loader, dataset.name)
+    return resolve_prompt_config(prompt_cfg, dataset.name, template)
+
+
 def extract_traces_from_files(
     data_dir,
     ids_path,
@@ -158,11 +169,10 @@ def extract_traces_from_files(
             read_id_list(ids_path),
             run.backend,
             run.tokenizer,
-            prompt_cfg,
+            resolved_prompt(prompt_cfg, run.dataset, loader),
             out_path,
             model_name=model_cfg.get("name", ""),
             demo_split=demo_split,
-            template=pick_template(prompt_cfg, loader, run.dataset.name),
             shard_size=int(model_cfg.get("shard_size", 64)),
             batch_size=run.spec.batch_size,
             hidden_path=hidden_path,
@@ -190,10 +200,8 @@ def breakdown_from_files(
     resources: dict | None = None,
 ):
     """Rule ``score_breakdown``: write ``{kind}.parquet``."""
-    from multilabel_llm.engine import breakdown
-
-    if kind not in breakdown.SCORERS:
-        raise ValueError(f"breakdown kind {kind!r}: expected one of {list(breakdown.SCORERS)}")
+    if kind not in SCORERS:
+        raise ValueError(f"breakdown kind {kind!r}: expected one of {list(SCORERS)}")
     run = open_run(data_dir, model_cfg, adapter=adapter, threads=threads, resources=resources)
     opts = prompt_cfg.get("breakdown") or {}
     ids = read_id_list(ids_path)
@@ -222,7 +230,7 @@ def breakdown_from_files(
             frame = pd.read_parquet(shard)
             log.info("%s scores: reused the finished shard %s (0 of 1 computed)", kind, shard)
         else:
-            frame = breakdown.SCORERS[kind](
+            frame = SCORERS[kind](
                 run.backend,
                 run.tokenizer,
                 run.dataset,
@@ -257,8 +265,6 @@ def attention_from_files(
     resources: dict | None = None,
 ):
     """The ``extract_attention`` rule: Table 6 attention masses for traced examples."""
-    from multilabel_llm.engine.hf.attention import label_step_attention
-
     meta, traces = read_traces(traces_path)
     eager = {**model_cfg, "attn_implementation": "eager"}  # attention weights need eager
     run = open_run(
@@ -273,16 +279,15 @@ def attention_from_files(
         run.dataset,
         [t.id for t in traces],
         run.tokenizer,
-        prompt_cfg,
+        resolved_prompt(prompt_cfg, run.dataset, loader),
         demo_split,
-        pick_template(prompt_cfg, loader, run.dataset.name),
-        meta.model,
+        model_name=meta.model,
         pool_ids=read_pool(demo_pool),
-        max_context=model_cfg.get("max_context") or model_context(run.model),
+        max_context=model_cfg.get("max_context") or run.backend.context_length(),
         too_long=model_cfg.get("too_long_prompts", "fail"),
     )
     prompts = dict(zip(plan.ids, plan.prompts, strict=True))
-    frame = label_step_attention(run.model, run.tokenizer, prompts, traces)
+    frame = run.backend.label_step_attention(prompts, traces)
     write_csv(out_path, frame, index=False)
     return frame
 
@@ -323,15 +328,14 @@ def marginalize_from_files(
     return marginalize(
         run.dataset,
         read_id_list(ids_path),
-        run.model,
+        run.backend,
         run.tokenizer,
-        prompt_cfg,
+        resolved_prompt(prompt_cfg, run.dataset, loader),
         settings,
         dist_path,
         stats_path,
         model_name=model_cfg.get("name", ""),
         demo_split=demo_split,
-        template=pick_template(prompt_cfg, loader, run.dataset.name),
         shard_size=shard_size,
         identity=run_identity(model_cfg, run.adapter),
         pool_ids=read_pool(demo_pool),

@@ -18,7 +18,7 @@ Every shared token is reported in ``shared`` (stored in the trace meta).
 Each form also records its ``lead``: the text the token carries before the label's first
 character ('"' for Llama 3's and Qwen's merged '"f' of fear, " " for " joy", "" for "f").
 A lead that is itself one token (the bare '"', " ") is an *opener*: the model can also emit
-it alone and start the label one step later. ``label_scoring: lookahead`` (engine/tracing.py)
+it alone and start the label one step later. ``label_scoring: lookahead`` (engine/hf/tracer.py)
 scores those two-step paths; docs/label_tokens.md explains why that matters.
 """
 

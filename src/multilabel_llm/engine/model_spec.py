@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from multilabel_llm.engine.backend import configured_engine
+
 log = logging.getLogger(__name__)
 
 DTYPES = {
@@ -465,8 +467,6 @@ class ModelSpec:
 
 def _engine_keys(cfg: dict, device: str, gpus: int) -> dict:
     """The engine's fields of :class:`ModelSpec` from the model config (errors name the key)."""
-    from multilabel_llm.engine.backend import configured_engine
-
     engine = configured_engine(cfg)
     opts = cfg.get("vllm") or {}
     if opts and engine != "vllm":

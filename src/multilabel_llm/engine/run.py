@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,21 @@ import torch
 from tqdm.auto import tqdm
 
 from multilabel_llm import __version__
-from multilabel_llm.core.io import read_json, write_json, write_parquet, write_with
-from multilabel_llm.core.traces import TraceMeta, read_traces, write_traces
-from multilabel_llm.data.prompts import PromptBuilder, parse_output, resolve_prompt
-from multilabel_llm.engine.hf.backend import HFBackend, as_backend, model_context
-from multilabel_llm.engine.identity import (
-    short_digest,
+from multilabel_llm.core.distributions import (
+    distribution_frame,
+    normalise_rows,
+    validate_distribution,
 )
+from multilabel_llm.core.io import read_id_list, read_json, write_json, write_parquet, write_with
+from multilabel_llm.core.traces import TraceMeta, read_traces, write_traces
+from multilabel_llm.data.prompts import (
+    PromptBuilder,
+    ResolvedPrompt,
+    parse_output,
+    resolve_prompt_config,
+)
+from multilabel_llm.engine.backend import as_backend
+from multilabel_llm.engine.identity import short_digest
 from multilabel_llm.engine.label_tokens import detect_label_tokens
 from multilabel_llm.engine.tracing import StopRule, common_prefix_len, finalize, first_label_hidden
 from multilabel_llm.engine.version import ENGINE_VERSION
@@ -66,7 +74,7 @@ def plan_run(
     dataset,
     ids,
     tokenizer,
-    prompt_cfg: dict,
+    prompt: ResolvedPrompt | dict,
     demo_split: str = "train",
     template: str | None = None,
     model_name: str = "",
@@ -78,6 +86,11 @@ def plan_run(
 ):
     """Prompts, label tokens and stop rule of one run; see :class:`RunPlan`.
 
+    ``prompt``: the prompt resolved for this dataset (engine/jobs.py resolves it once per
+    job); a raw prompt config (the CLI, tests) is resolved here with ``template``. What needs
+    the tokenizer (the label forms' token ids, the stop rule, an ``auto`` answer budget) is
+    resolved here, once, into the plan.
+
     ``max_context`` (the model's context in tokens) bounds prompt + answer; prompts longer
     than that fail the run naming how many and the longest, or with ``too_long="truncate"``
     have their query text cut to fit (the count is logged and kept in the plan).
@@ -86,7 +99,8 @@ def plan_run(
         raise ValueError(
             f"model config key 'too_long_prompts': {too_long!r}; expected 'fail' or 'truncate'"
         )
-    spec = resolve_prompt(prompt_cfg, dataset.name, template)
+    prompt = _resolved(prompt, dataset.name, template)
+    spec = replace(prompt.spec)  # a copy: the budget is resolved below, the prompt stays as given
     builder = PromptBuilder.from_dataset(spec, dataset, demo_split, exclude=ids, pool_ids=pool_ids)
     builder.attach_tokenizer(tokenizer)  # renders `chat_template: true` prompts
     spec.max_new_tokens = builder.max_new_tokens(tokenizer)  # "auto": the longest answer's tokens
@@ -117,8 +131,8 @@ def plan_run(
         dataset.labels,
         spec.label_format,
         lead=lead,
-        capitalised=bool(prompt_cfg.get("label_forms", {}).get("capitalised", True)),
-        leading_space=bool(prompt_cfg.get("label_forms", {}).get("leading_space", True)),
+        capitalised=prompt.capitalised,
+        leading_space=prompt.leading_space,
     )
     stop_rule = StopRule(tokenizer, spec.label_format, spec.stop)
     pieces = (model_name, spec.__dict__, label_tokens.forms, ids, prompts, extra or {})
@@ -138,6 +152,13 @@ def plan_run(
         dict(zip(names, pieces, strict=True)),
         n_cut,
     )
+
+
+def _resolved(prompt: ResolvedPrompt | dict, dataset_name: str, template: str | None):
+    """``prompt`` as resolved for the dataset (a raw config resolved with ``template``)."""
+    if isinstance(prompt, ResolvedPrompt):
+        return prompt
+    return resolve_prompt_config(prompt, dataset_name, template)
 
 
 def _fit_context(builder, tokenizer, ids, texts, prompts, max_context, max_new, too_long) -> int:
@@ -268,7 +289,7 @@ def extract_traces(
     ids: list[str],
     model,
     tokenizer,  # the backend's own when ``model`` is a backend
-    prompt_cfg: dict,
+    prompt: ResolvedPrompt | dict,
     out_path,
     *,
     model_name: str = "",
@@ -292,6 +313,7 @@ def extract_traces(
     loaded from; with the weight probe and dtype it keys the resumable shards.
     ``max_context`` (default: the model config's ``max_position_embeddings``) and
     ``too_long`` decide what happens to prompts that do not fit (see :func:`plan_run`).
+    ``prompt`` and ``template``: as in :func:`plan_run`.
     """
     out_path = Path(out_path)
     shard_dir = out_path.parent / "shards"
@@ -301,7 +323,7 @@ def extract_traces(
         dataset,
         ids,
         tokenizer,
-        prompt_cfg,
+        prompt,
         demo_split,
         template,
         model_name,
@@ -429,8 +451,6 @@ def _save_npz(tmp: Path, ids, states) -> None:
 
 def read_pool(demo_pool) -> list[str] | None:
     """The shared demo pool's ids (rule demo_pool), or None: demos from the split minus the run."""
-    from multilabel_llm.core.io import read_id_list
-
     return None if demo_pool is None else read_id_list(demo_pool)
 
 
@@ -444,7 +464,7 @@ def marginalize(
     ids: list[str],
     model,
     tokenizer,
-    prompt_cfg: dict,
+    prompt: ResolvedPrompt | dict,
     settings: dict,
     dist_path,
     stats_path,
@@ -461,33 +481,29 @@ def marginalize(
 ) -> dict:
     """Token-level marginalisation of every id (rule marginalize), resumable like the traces.
 
-    ``settings`` are the method's params (:class:`~multilabel_llm.engine.hf.marginalization.
+    ``settings`` are the method's params (:class:`~multilabel_llm.engine.hf.search_settings.
     SearchSettings` fields plus ``estimate``). Shards (one parquet of values and path
     statistics each) live in ``<dist stem>.shards/`` beside ``dist_path``, keyed like the trace
     shards plus the search settings; the two outputs are written last, after the id check.
+    ``model`` is a backend that can marginalise (Hugging Face) or a bare transformers model;
+    ``prompt`` and ``template``: as in :func:`plan_run`.
     """
-    from multilabel_llm.engine.hf.marginalization import SearchSettings, batched_marginals
-    from multilabel_llm.methods.estimators import (
-        distribution_frame,
-        normalise_rows,
-        validate_distribution,
-    )
-
     settings = dict(settings)
     estimate = settings.pop("estimate", "normalized")
     dist_path, stats_path = Path(dist_path), Path(stats_path)
+    backend = as_backend(model, tokenizer)
     # the engine's own plan: the same prompts (token ids), stop rule and label format as traces
     plan = plan_run(
         dataset,
         ids,
         tokenizer,
-        prompt_cfg,
+        prompt,
         demo_split,
         template,
         model_name,
         {"marginalization": settings, "estimate": estimate},
         pool_ids,
-        max_context=max_context or model_context(model),
+        max_context=max_context or backend.context_length(),
         too_long=too_long,
     )
     labels = plan.labels
@@ -496,7 +512,7 @@ def marginalize(
         dist_path.parent / f"{dist_path.stem}.shards",
         plan.ids,
         shard_size,
-        _model_components(plan, HFBackend(model, tokenizer), identity),
+        _model_components(plan, backend, identity),
     )
     store.prepare()
 
@@ -514,13 +530,11 @@ def marginalize(
         rows = []
         # the shard's searches advance together, one batched forward per round (same paths
         # and masses as marginal_label_probs per example: tests/engine/test_marginalization_batched.py)
-        results = batched_marginals(
-            model,
-            tokenizer,
+        results = backend.marginals(
             plan.prompts[start : start + shard_size],
             labels,
             parse,
-            SearchSettings.from_params(settings),
+            settings,
             is_complete=plan.stop_rule.text_done,
             finalize_text=plan.stop_rule.truncate,
             batch_size=shard_size,
@@ -572,20 +586,3 @@ def marginalize(
             stats["seconds"].mean(),
         )
     return {"n": len(plan.ids), "computed_shards": computed, "skipped_shards": done}
-
-
-# the rules' file front-ends live in engine/jobs.py; importable from here as before
-_JOBS = (
-    "attention_from_files",
-    "breakdown_from_files",
-    "extract_traces_from_files",
-    "marginalize_from_files",
-)
-
-
-def __getattr__(name: str):
-    if name in _JOBS:  # lazily: jobs.py imports this module
-        from multilabel_llm.engine import jobs
-
-        return getattr(jobs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

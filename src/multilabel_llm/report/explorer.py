@@ -26,11 +26,8 @@ import numpy as np
 import pandas as pd
 
 from multilabel_llm import NONE_LABEL
-from multilabel_llm.analyses.mechanisms import (
-    counted_steps,
-    second_never_predicted,
-    step_statistics,
-)
+from multilabel_llm.analyses.mechanisms import second_never_predicted, step_statistics
+from multilabel_llm.core.distributions import validate_distribution
 from multilabel_llm.core.io import write_text
 from multilabel_llm.core.metrics import (
     MetricSettings,
@@ -40,7 +37,7 @@ from multilabel_llm.core.metrics import (
 )
 from multilabel_llm.core.traces import Trace, TraceMeta
 from multilabel_llm.data.canonical import CanonicalDataset
-from multilabel_llm.methods.estimators import validate_distribution
+from multilabel_llm.data.label_steps import counted_steps
 
 SCALE = 10_000  # probabilities are stored as round(p * SCALE): 4 decimals, short JSON
 SUMMARY_METRICS = ("nll", "l1", "example_f1")

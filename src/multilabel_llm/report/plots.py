@@ -1,205 +1,44 @@
-"""Seaborn figures of paper §4/§D, drawn from the analysis CSVs (multilabel_llm.analyses.mechanisms).
+"""Seaborn figures of paper §4/§D, drawn from the analysis CSVs (multilabel_llm.analyses).
 
 Every ``figure_*`` function takes the stacked analysis tables (with ``dataset`` and ``model``
-columns) and returns a :class:`Plot`: the matplotlib figure plus a caption. A setting with no
-rows gets an explicit "no data for this setting" panel instead of an error, so a partly
-configured experiment (no SFT model, one dataset, …) still yields every figure.
+columns) and returns a :class:`~multilabel_llm.report.figure_base.Plot`: the matplotlib figure
+plus a caption. A setting with no rows gets an explicit "no data for this setting" panel instead
+of an error, so a partly configured experiment (no SFT model, one dataset, …) still yields every
+figure. The registry of figure kinds is :mod:`multilabel_llm.report.figure_registry`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 
-import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from multilabel_llm.analyses import mechanisms as analyses  # noqa: E402
-from multilabel_llm.analyses.mechanisms import INTERMEDIATE, LAST, second_next_eligible  # noqa: E402
-from multilabel_llm.core.io import atomic_path  # noqa: E402
-from multilabel_llm.report.html import read_tables  # noqa: E402
+from multilabel_llm.analyses.mechanisms import second_next_eligible  # noqa: E402
+from multilabel_llm.data.label_steps import INTERMEDIATE, LAST  # noqa: E402
+from multilabel_llm.report.figure_base import (  # noqa: E402
+    CAPTIONS,
+    SMALL_N,
+    Plot,
+    grid,
+    legend_once,
+    no_data_panel,
+    ordered,
+    palette,
+    single_axes_plot,
+)
 
-log = logging.getLogger(__name__)
-
-NO_DATA = "no data for this setting"
-# a group with fewer values is drawn as its points, not as a violin or box (a violin of two
-# values looks like a distribution)
-SMALL_N = 10
 POSITIONS = (LAST, INTERMEDIATE)
 QUANTITY_LABELS = {
     "top_prob": "top probability (%)",
     "second_prob": "second-highest probability (%)",
     "entropy_bits": "entropy (bits)",
 }
-
-# said of every violin/box figure (Figs 2, 3, 9, 10)
-N_NOTE = (
-    " n under each step = label steps per model (legend order); groups with fewer than "
-    f"{SMALL_N} are drawn as points, not as a violin or box."
-)
-
-CAPTIONS = {
-    "fig2": (
-        "Top probabilities at each generation step r when the last or an intermediate label "
-        "is generated. Softmax over the first tokens of the labels and 'none'." + N_NOTE
-    ),
-    "fig3": (
-        "Second-highest probabilities at each generation step r (last vs intermediate). For "
-        "intermediate steps also the probability at r of the label actually predicted at r+1 "
-        "(r+1 pred), the probability at r+1 of the label that was second at r "
-        "(intermediate@r+1), and the % of cases the second-highest label at r is predicted at "
-        "r+1 (under each intermediate panel, over the steps where that is possible; steps whose "
-        "second-highest is 'none' or already generated are counted apart as impossible; "
-        "interm.@r+1 = intermediate@r+1)." + N_NOTE
-    ),
-    "fig4": (
-        "Sorted label probabilities (none left out) at the step that starts the first label; "
-        f"n outputs per model in the title (fewer than {SMALL_N}: points instead of boxes)."
-    ),
-    "fig5": (
-        "Accuracy (is the label gold?) of the first and second generated label, over outputs "
-        "with more than one label."
-    ),
-    "fig6": (
-        "% of outputs that are multi-label against the % of multi-label in-context "
-        "demonstrations (dashed: y = x). Runs at the same setting (prompts, seeds) are pooled "
-        "by summing their outputs; each point gives its n (outputs) and the number of runs "
-        "it pools when more than one."
-    ),
-    "fig9": (
-        "Box plots of the top (bottom row of each dataset) and second-highest (top row) "
-        "probabilities per generation step, last vs intermediate, with r+1 pred and "
-        "intermediate@r+1 for intermediate steps." + N_NOTE
-    ),
-    "fig10": (
-        "Entropy (bits) of the label distribution at each generation step, last vs "
-        "intermediate; the two panels of a dataset share one y-axis starting at 0." + N_NOTE
-    ),
-    "fig11": (
-        "Where the second-highest label of the first generation step is eventually predicted "
-        "(label step index; the first step is the first label itself), among multi-label "
-        "outputs where it is predicted at all; 'never' counts are given in the panel title, "
-        "with the steps where predicting it was impossible (second-highest 'none' or already "
-        "generated), which count in neither."
-    ),
-    "fig12": (
-        "Example-F1 (top) and NLL (bottom) of base vs instruction-tuned models per distribution "
-        "method, averaged over datasets."
-    ),
-    "fig1": (
-        "One example's label distribution (softmax over the labels' first tokens and 'none') "
-        "at each step where the model starts a label, next to the human distribution (eq. 1); "
-        "the generated label of each step is outlined. The example is the output with the most "
-        "labels."
-    ),
-    "fig8": (
-        "Binary breakdown from pairwise probabilities (binary) vs pairwise outcomes "
-        "(probabilities rounded to 0/1) per dataset: NLL, L1 and example-F1."
-    ),
-    "fig7": (
-        "Micro-F1 of linear probes trained and evaluated on gold labels (Gold), on the model's "
-        "predictions (Pred), evaluated on predictions beyond the first label (Pred 2+), and the "
-        "model's own micro-F1 (Perf). Hidden state: last layer at the first label token."
-    ),
-}
-
-
-@dataclass
-class Plot:
-    figure: plt.Figure
-    caption: str
-
-    def save(self, png: str | os.PathLike, pdf: str | os.PathLike, dpi: int = 150) -> None:
-        save_figure(self.figure, png, pdf, dpi=dpi)
-
-
-def save_figure(fig: plt.Figure, png, pdf, dpi: int = 150) -> None:
-    """Write PNG and PDF atomically and close the figure."""
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    with atomic_path(pdf) as tmp:
-        fig.savefig(tmp, format="pdf", bbox_inches="tight")
-    plt.close(fig)
-
-
-def no_data_panel(ax, message: str = NO_DATA) -> None:
-    ax.text(
-        0.5,
-        0.5,
-        message,
-        ha="center",
-        va="center",
-        transform=ax.transAxes,
-        fontsize=11,
-        color="0.35",
-        wrap=True,
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_color("0.8")
-
-
-def _theme() -> None:
-    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
-
-
-def _grid(n_rows: int, n_cols: int, width: float = 5.0, height: float = 3.2):
-    _theme()
-    fig, axes = plt.subplots(
-        max(n_rows, 1),
-        max(n_cols, 1),
-        figsize=(width * max(n_cols, 1), height * max(n_rows, 1)),
-        squeeze=False,
-    )
-    return fig, axes
-
-
-def _ordered(values: Sequence, preferred: Sequence | None = None, keep_missing=False) -> list:
-    """Values in ``preferred`` order, then unseen extras; ``keep_missing`` keeps preferred
-    values that have no rows (configured datasets get a "no data" panel)."""
-    seen = list(dict.fromkeys(v for v in values if pd.notna(v)))
-    if preferred:
-        first = [v for v in preferred if keep_missing or v in seen]
-        return first + [v for v in seen if v not in first]
-    return seen
-
-
-def _palette(models: Sequence[str]) -> dict:
-    return dict(zip(models, sns.color_palette("colorblind", max(len(models), 1)), strict=False))
-
-
-def _legend_once(fig, axes) -> None:
-    """Keep one legend (outside the grid) instead of one per panel."""
-    handles, labels = [], []
-    for ax in axes.flat:
-        legend = ax.get_legend()
-        if legend is not None:
-            if not handles:
-                # the legend's own entries: _dist builds them from patches not drawn on the axes
-                handles = list(legend.legend_handles)
-                labels = [t.get_text() for t in legend.get_texts()]
-            legend.remove()
-    if handles:
-        fig.legend(
-            handles,
-            labels,
-            loc="upper center",
-            ncol=min(len(labels), 4),
-            bbox_to_anchor=(0.5, 1.0),
-            frameon=False,
-        )
-        fig.tight_layout(rect=(0, 0, 1, 0.93))
-    else:
-        fig.tight_layout()
 
 
 def _steps(frame: pd.DataFrame, max_step: int) -> pd.DataFrame:
@@ -284,9 +123,9 @@ def figure_step_quantity(
     frame = _steps(step_stats, max_step)
     if quantity != "entropy_bits":
         frame[quantity] = frame[quantity] * 100
-    datasets = _ordered(frame["dataset"], datasets, True) or ["(none)"]
-    models = _ordered(frame["model"], models)
-    fig, axes = _grid(len(datasets), 2)
+    datasets = ordered(frame["dataset"], datasets, True) or ["(none)"]
+    models = ordered(frame["model"], models)
+    fig, axes = grid(len(datasets), 2)
     order = [f"r={k}" for k in range(1, max_step + 1)]
     for i, dataset in enumerate(datasets):
         # last vs intermediate is the comparison: both panels of a row share one y-range from 0
@@ -300,11 +139,11 @@ def figure_step_quantity(
                 no_data_panel(ax)
                 continue
             present = [o for o in order if o in set(cell["r"])]
-            _dist(ax, cell, "r", quantity, "model", present, models, _palette(models), kind)
+            _dist(ax, cell, "r", quantity, "model", present, models, palette(models), kind)
             ax.set_xlabel("generation step")
             ax.set_ylabel(QUANTITY_LABELS[quantity])
             ax.set_ylim(-0.02 * top, 1.02 * top)
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     key = {"top_prob": "fig2", "second_prob": "fig3", "entropy_bits": "fig10"}[quantity]
     return Plot(fig, caption or CAPTIONS[key])
 
@@ -361,7 +200,7 @@ def _draw_second(ax, cell: pd.DataFrame, position: str, models, kind: str, max_s
     if long.empty:
         no_data_panel(ax)
         return
-    _dist(ax, long, "x", "prob", "model", order, models, _palette(models), kind)
+    _dist(ax, long, "x", "prob", "model", order, models, palette(models), kind)
     ax.set_ylabel("probability (%)")
     ax.set_ylim(-2, 102)
     ax.tick_params(axis="x", labelsize=8)
@@ -380,9 +219,9 @@ def figure_second(
 ) -> Plot:
     """Fig 3 (14): second-highest probabilities, r+1 pred, intermediate@r+1, % second next."""
     frame = _steps(step_stats, max_step)
-    datasets = _ordered(frame["dataset"], datasets, True) or ["(none)"]
-    models = _ordered(frame["model"], models)
-    fig, axes = _grid(len(datasets), 2, width=6.5)
+    datasets = ordered(frame["dataset"], datasets, True) or ["(none)"]
+    models = ordered(frame["model"], models)
+    fig, axes = grid(len(datasets), 2, width=6.5)
     for i, dataset in enumerate(datasets):
         for j, position in enumerate(POSITIONS):
             ax = axes[i, j]
@@ -392,7 +231,7 @@ def figure_second(
                 no_data_panel(ax)
                 continue
             _draw_second(ax, cell, position, models, kind, max_step)
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig3"])
 
 
@@ -405,9 +244,9 @@ def figure_top_two_box(
 ) -> Plot:
     """Fig 9 (16): box plots; per dataset two rows (second-highest above, top below)."""
     frame = _steps(step_stats, max_step)
-    datasets = _ordered(frame["dataset"], datasets, True) or ["(none)"]
-    models = _ordered(frame["model"], models)
-    fig, axes = _grid(2 * len(datasets), 2, width=6.5, height=2.8)
+    datasets = ordered(frame["dataset"], datasets, True) or ["(none)"]
+    models = ordered(frame["model"], models)
+    fig, axes = grid(2 * len(datasets), 2, width=6.5, height=2.8)
     order = [f"r={k}" for k in range(1, max_step + 1)]
     for i, dataset in enumerate(datasets):
         for j, position in enumerate(POSITIONS):
@@ -422,11 +261,11 @@ def figure_top_two_box(
             _draw_second(ax_second, cell, position, models, "box", max_step)
             top = cell.assign(top_prob=cell["top_prob"] * 100)
             present = [o for o in order if o in set(top["r"])]
-            _dist(ax_top, top, "r", "top_prob", "model", present, models, _palette(models), "box")
+            _dist(ax_top, top, "r", "top_prob", "model", present, models, palette(models), "box")
             ax_top.set_xlabel("generation step")
             ax_top.set_ylabel("top probability (%)")
             ax_top.set_ylim(-2, 102)
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig9"])
 
 
@@ -437,9 +276,9 @@ def figure_first_step_sorted(
     datasets: Sequence[str] | None = None,
 ) -> Plot:
     """Fig 4: box plot of the k-th largest first-step probability; rows = datasets."""
-    datasets = _ordered(sorted_probs["dataset"], datasets, True) or ["(none)"]
-    models = _ordered(sorted_probs["model"], models)
-    fig, axes = _grid(len(datasets), 1, width=7.0)
+    datasets = ordered(sorted_probs["dataset"], datasets, True) or ["(none)"]
+    models = ordered(sorted_probs["model"], models)
+    fig, axes = grid(len(datasets), 1, width=7.0)
     for i, dataset in enumerate(datasets):
         ax = axes[i, 0]
         cell = sorted_probs[sorted_probs["dataset"] == dataset]
@@ -452,23 +291,12 @@ def figure_first_step_sorted(
             continue
         cell = cell.assign(prob=cell["prob"] * 100)
         ranks = sorted(cell["rank"].unique())
-        _dist(ax, cell, "rank", "prob", "model", ranks, models, _palette(models), "box", False)
+        _dist(ax, cell, "rank", "prob", "model", ranks, models, palette(models), "box", False)
         ax.set_xlabel("label rank at the first label step")
         ax.set_ylabel("probability (%)")
         ax.set_ylim(-2, 102)
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig4"])
-
-
-def _single_axes_plot(frame: pd.DataFrame, draw: Callable, width=6.0, height=4.0):
-    _theme()
-    fig, ax = plt.subplots(figsize=(width, height))
-    if frame.empty:
-        no_data_panel(ax)
-    else:
-        draw(ax)
-    fig.tight_layout()
-    return fig, ax
 
 
 def figure_label_position_accuracy(
@@ -496,7 +324,7 @@ def figure_label_position_accuracy(
         ax.set_ylim(-2, 102)
         sns.move_legend(ax, "center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
-    fig, _ = _single_axes_plot(frame, draw)
+    fig, _ = single_axes_plot(frame, draw)
     return Plot(fig, caption or CAPTIONS["fig5"])
 
 
@@ -565,7 +393,7 @@ def figure_multilabel_icl(rates: pd.DataFrame, caption: str | None = None) -> Pl
         ax.set_ylim(-3, 103)
         sns.move_legend(ax, "center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
-    fig, _ = _single_axes_plot(frame, draw)
+    fig, _ = single_axes_plot(frame, draw)
     return Plot(fig, caption or CAPTIONS["fig6"])
 
 
@@ -576,9 +404,9 @@ def figure_second_position(
     datasets: Sequence[str] | None = None,
 ) -> Plot:
     """Fig 11: histogram of the step at which step 1's second-highest label is predicted."""
-    datasets = _ordered(positions["dataset"], datasets, True) or ["(none)"]
-    models = _ordered(positions["model"], models) or ["(none)"]
-    fig, axes = _grid(len(models), len(datasets), width=4.2, height=3.0)
+    datasets = ordered(positions["dataset"], datasets, True) or ["(none)"]
+    models = ordered(positions["model"], models) or ["(none)"]
+    fig, axes = grid(len(models), len(datasets), width=4.2, height=3.0)
     for i, model in enumerate(models):
         for j, dataset in enumerate(datasets):
             ax = axes[i, j]
@@ -610,9 +438,9 @@ def figure_second_position(
 
 def figure_base_vs_instruct(table: pd.DataFrame, caption: str | None = None) -> Plot:
     """Fig 12: rows = example-F1 / NLL, columns = model families; hue = base/instruct."""
-    families = _ordered(table["family"]) if not table.empty else ["(none)"]
+    families = ordered(table["family"]) if not table.empty else ["(none)"]
     metrics = {"example_f1": "example-F1", "nll": "NLL"}
-    fig, axes = _grid(2, len(families), width=6.0, height=3.2)
+    fig, axes = grid(2, len(families), width=6.0, height=3.2)
     for j, family in enumerate(families):
         sub = table[table["family"] == family] if not table.empty else table
         variants = set(sub["variant"]) if not sub.empty else set()
@@ -636,7 +464,7 @@ def figure_base_vs_instruct(table: pd.DataFrame, caption: str | None = None) -> 
             ax.set_xlabel("")
             ax.set_ylabel(label)
             ax.tick_params(axis="x", rotation=30)
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig12"])
 
 
@@ -647,9 +475,9 @@ def figure_probes(
     datasets: Sequence[str] | None = None,
 ) -> Plot:
     """Figs 7/15: probe micro-F1 per variant (Gold/Pred/Pred 2+/Perf); columns = datasets."""
-    datasets = _ordered(scores["dataset"], datasets, True) or ["(none)"]
-    models = _ordered(scores["model"], models)
-    fig, axes = _grid(1, len(datasets), width=4.8, height=3.4)
+    datasets = ordered(scores["dataset"], datasets, True) or ["(none)"]
+    models = ordered(scores["model"], models)
+    fig, axes = grid(1, len(datasets), width=4.8, height=3.4)
     order = ["Gold", "Pred", "Pred 2+", "Perf"]
     for j, dataset in enumerate(datasets):
         ax = axes[0, j]
@@ -668,20 +496,20 @@ def figure_probes(
             hue="model",
             order=present,
             hue_order=models,
-            palette=_palette(models),
+            palette=palette(models),
             ax=ax,
         )
         ax.set_xlabel("")
         ax.set_ylabel("micro-F1")
         ax.set_ylim(0, 1)
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig7"])
 
 
 def figure_example_steps(frame: pd.DataFrame, title: str = "", caption: str | None = None) -> Plot:
     """Fig 1: one panel per label step plus the human distribution; bars = labels."""
-    steps = _ordered(frame["step"]) if not frame.empty else []
-    fig, axes = _grid(1, max(len(steps), 1), width=3.6, height=3.4)
+    steps = ordered(frame["step"]) if not frame.empty else []
+    fig, axes = grid(1, max(len(steps), 1), width=3.6, height=3.4)
     if not steps:
         no_data_panel(axes[0, 0], "no output with a label step")
     for j, step in enumerate(steps):
@@ -706,7 +534,7 @@ def figure_example_steps(frame: pd.DataFrame, title: str = "", caption: str | No
 def figure_binary_variants(alignment: pd.DataFrame, caption: str | None = None) -> Plot:
     """Fig 8: binary breakdown with probabilities vs outcomes; panels = metrics."""
     metrics = {"nll": "NLL", "l1": "L1", "example_f1": "example-F1"}
-    fig, axes = _grid(1, len(metrics), width=4.2, height=3.4)
+    fig, axes = grid(1, len(metrics), width=4.2, height=3.4)
     for j, (metric, label) in enumerate(metrics.items()):
         ax = axes[0, j]
         ax.set_title(label)
@@ -716,109 +544,5 @@ def figure_binary_variants(alignment: pd.DataFrame, caption: str | None = None) 
         sns.barplot(data=alignment, x="dataset", y=metric, hue="method", ax=ax)
         ax.set_xlabel("")
         ax.set_ylabel(label)
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     return Plot(fig, caption or CAPTIONS["fig8"])
-
-
-# ---------------------------------------------------------------------------- dispatch
-# One entry per figure kind: the stacked, selected analysis rows and the figure's params
-# (``models``, ``datasets``, ``max_step``, ``model_info``; multilabel_llm.workflow.dag.WorkflowDag.figure_params) → a Plot.
-# An empty selection becomes an empty frame with the columns the figure reads.
-
-
-def _or_empty(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    return frame if not frame.empty else pd.DataFrame(columns=list(columns))
-
-
-def _order(params: Mapping) -> dict:
-    return {"models": params["models"], "datasets": params["datasets"]}
-
-
-def _step_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return _or_empty(frame, ["dataset", "model", *analyses.STEP_COLUMNS])
-
-
-def _example_steps(frame: pd.DataFrame, params: Mapping) -> Plot:
-    frame = _or_empty(frame, ["id", "text_out", "step", "label", "prob", "generated"])
-    title = "" if frame.empty else f"{frame['dataset'].iloc[0]}, {frame['model'].iloc[0]}"
-    if not frame.empty:
-        title += f", example {frame['id'].iloc[0]}: {frame['text_out'].iloc[0]!r}"
-    return figure_example_steps(frame, title=title[:160])
-
-
-def _binary_variants(frame: pd.DataFrame, params: Mapping) -> Plot:
-    if not frame.empty and "display_name" in frame.columns:
-        frame = frame.assign(method=frame["display_name"].fillna(frame["method"]))
-    return figure_binary_variants(frame)
-
-
-def _base_vs_instruct(frame: pd.DataFrame, params: Mapping) -> Plot:
-    table = (
-        analyses.base_vs_instruct(frame, params["model_info"])
-        if not frame.empty
-        else pd.DataFrame(columns=["family", "variant", "method", "metric", "value"])
-    )
-    return figure_base_vs_instruct(table)
-
-
-def _probes(frame: pd.DataFrame, params: Mapping) -> Plot:
-    scores = (
-        analyses.probe_summary(frame)
-        if not frame.empty
-        else pd.DataFrame(columns=["dataset", "model", "variant", "micro_f1"])
-    )
-    return figure_probes(scores, **_order(params))
-
-
-FIGURES: dict[str, Callable[[pd.DataFrame, Mapping], Plot]] = {
-    "fig1": _example_steps,
-    "fig2": lambda f, p: figure_step_quantity(
-        _step_rows(f), "top_prob", max_step=p["max_step"], **_order(p)
-    ),
-    "fig3": lambda f, p: figure_second(_step_rows(f), p["max_step"], **_order(p)),
-    "fig4": lambda f, p: figure_first_step_sorted(
-        _or_empty(f, ["dataset", "model", "id", "rank", "prob"]), **_order(p)
-    ),
-    "fig5": lambda f, p: figure_label_position_accuracy(
-        _or_empty(f, ["dataset", "model", "position", "accuracy"]), max_position=p["max_step"]
-    ),
-    "fig6": lambda f, p: figure_multilabel_icl(
-        _or_empty(
-            f, ["dataset", "model", "multilabel_ratio", "n", "n_multilabel", "pct_multilabel"]
-        )
-    ),
-    "fig7": _probes,
-    "fig8": _binary_variants,
-    "fig9": lambda f, p: figure_top_two_box(_step_rows(f), p["max_step"], **_order(p)),
-    "fig10": lambda f, p: figure_step_quantity(
-        _step_rows(f), "entropy_bits", max_step=p["max_step"], **_order(p)
-    ),
-    "fig11": lambda f, p: figure_second_position(
-        _or_empty(f, ["dataset", "model", "position", "count"]), **_order(p)
-    ),
-    "fig12": _base_vs_instruct,
-}
-
-
-def figure_plot(kind: str, frame: pd.DataFrame, params: Mapping) -> Plot:
-    """The figure ``kind`` (a :data:`FIGURES` key) of the selected analysis rows ``frame``."""
-    if kind not in FIGURES:
-        raise ValueError(f"unknown figure {kind!r}; known figures: {list(FIGURES)}")
-    return FIGURES[kind](frame, params)
-
-
-def draw_figure(
-    kind: str,
-    inputs: Sequence[str | os.PathLike],
-    params: Mapping,
-    png: str | os.PathLike,
-    pdf: str | os.PathLike,
-) -> Plot:
-    """Stack the analysis CSVs ``inputs`` (``params["run_keys"]`` fill the columns a file
-    lacks), keep the rows ``params["select"]`` allows, draw figure ``kind``, save PNG + PDF."""
-    tables = read_tables(inputs, params["run_keys"])
-    frame = analyses.select_rows(tables, **params["select"])
-    plot = figure_plot(kind, frame, params)
-    plot.save(png, pdf)
-    log.info("%s: %d rows. %s", kind, len(frame), plot.caption)
-    return plot

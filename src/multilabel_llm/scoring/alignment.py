@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from multilabel_llm.core.distributions import align_to_ids, validate_distribution
 from multilabel_llm.core.metrics import (
     LOWER_IS_BETTER,
     METRICS,
@@ -37,7 +38,6 @@ from multilabel_llm.core.metrics import (
     token_level_metrics,
 )
 from multilabel_llm.data.canonical import CanonicalDataset
-from multilabel_llm.methods.estimators import align_to_ids, validate_distribution
 
 GROUP_ORDER = ("baseline", "test_time", "supervised", "reference")
 METRIC_TITLES = {

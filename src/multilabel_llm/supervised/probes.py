@@ -33,9 +33,9 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from multilabel_llm import NONE_LABEL
-from multilabel_llm.analyses.mechanisms import counted_steps
 from multilabel_llm.core.traces import read_traces
 from multilabel_llm.data.canonical import CanonicalDataset
+from multilabel_llm.data.label_steps import counted_steps
 
 log = logging.getLogger(__name__)
 

@@ -50,17 +50,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from multilabel_llm.core.io import atomic_dir, write_csv, write_text
+from multilabel_llm.core.io import write_csv, write_text
 from multilabel_llm.data.canonical import CanonicalDataset
 from multilabel_llm.data.prompts import PromptBuilder, order_labels, pick_template, resolve_prompt
+from multilabel_llm.supervised.sft_checkpoints import (
+    CHECKPOINT_PREFIX,
+    FINGERPRINT_FILE,
+    STATE_FILE,
+    _best_step,
+    _changed,
+    _finalize,
+    _finished,
+    _read_fingerprint,
+    latest_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's folder names
-FINGERPRINT_FILE = "sft_fingerprint.json"
-STATE_FILE = "trainer_state.json"
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # Keys of training.sft that do not change what is trained (where and how often it is saved).
 NOT_CONTENT = ("resources", "keep_checkpoints", "checkpoint_every")
 REQUIRED = ("lora", "lr", "batch_size", "epochs", "max_seq_length")
@@ -331,40 +338,6 @@ def sft_fingerprint(
     return _digest(parts), parts
 
 
-def _step(path: Path) -> int:
-    return int(path.name.removeprefix(CHECKPOINT_PREFIX))
-
-
-def _read_fingerprint(path: Path) -> dict | None:
-    try:
-        return json.loads((path / FINGERPRINT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _complete(path: Path) -> bool:
-    return (path / STATE_FILE).is_file() and _read_fingerprint(path) is not None
-
-
-def latest_checkpoint(checkpoint_dir) -> Path | None:
-    """The highest ``checkpoint-*`` directory that was completely written (fingerprint last)."""
-    root = Path(checkpoint_dir)
-    if not root.is_dir():
-        return None
-    found = [
-        p
-        for p in root.glob(f"{CHECKPOINT_PREFIX}*")
-        if p.name.removeprefix(CHECKPOINT_PREFIX).isdigit() and _complete(p)
-    ]
-    return max(found, key=_step, default=None)
-
-
-def _changed(old: dict | None, new: dict) -> list[str]:
-    if not old or "parts" not in old:
-        return ["(no fingerprint)"]
-    return sorted(k for k in set(old["parts"]) | set(new) if old["parts"].get(k) != new.get(k))
-
-
 def prepare_checkpoints(checkpoint_dir: Path, digest: str, parts: dict) -> Path | None:
     """Delete checkpoints that are stale (another fingerprint) or incomplete; the latest one
     left, or None. Folders of the earlier hand-written loop (``step-*``, ``best``) go too."""
@@ -443,24 +416,6 @@ def _trainer_callbacks(fingerprint: dict, stop_after: int | None, patience: int)
         DevLossEarlyStopping(early_stopping_patience=patience),
         Interrupt(),
     ]
-
-
-def _finished(checkpoint: Path, patience: int) -> bool:
-    """The run that wrote ``checkpoint`` had ended: last step reached or patience exhausted."""
-    state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
-    if state["global_step"] >= state["max_steps"]:
-        return True
-    stopper = (state.get("stateful_callbacks") or {}).get("DevLossEarlyStopping") or {}
-    counter = (stopper.get("attributes") or {}).get("early_stopping_patience_counter", 0)
-    return counter >= patience
-
-
-def _best_step(state: dict) -> int:
-    if state.get("best_global_step"):
-        return int(state["best_global_step"])
-    if state.get("best_model_checkpoint"):  # transformers versions before best_global_step
-        return _step(Path(state["best_model_checkpoint"]))
-    raise ValueError("SFT: no dev evaluation happened; check training.sft.eval_every")
 
 
 def training_log(state: dict) -> pd.DataFrame:
@@ -702,60 +657,4 @@ def train_sft(
     _finalize(best, adapter_dir, info, fingerprint)
     if log_csv is not None:
         write_csv(log_csv, frame, index=False)
-    return frame
-
-
-def _finalize(best_dir: Path, adapter_dir: Path, info: dict, fingerprint: dict) -> None:
-    """Copy the best checkpoint's adapter to the rule's output with where it came from."""
-    missing = [f for f in ADAPTER_FILES if not (best_dir / f).is_file()]
-    if missing:
-        raise ValueError(f"SFT: best checkpoint {best_dir} lacks {missing}; delete it and rerun")
-    with atomic_dir(adapter_dir) as tmp:
-        for name in ADAPTER_FILES:
-            shutil.copyfile(best_dir / name, tmp / name)
-        (tmp / "sft_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        (tmp / FINGERPRINT_FILE).write_text(
-            json.dumps(fingerprint, indent=1, default=str) + "\n", encoding="utf-8"
-        )
-
-
-def train_sft_from_files(
-    data_dir,
-    model_cfg: dict,
-    prompt_cfg: dict,
-    cfg: dict,
-    adapter_dir,
-    checkpoint_dir,
-    log_csv=None,
-    *,
-    testsets: dict | None = None,
-    loader: str | None = None,
-    threads: int | None = None,
-) -> pd.DataFrame:
-    """The ``train_sft`` rule: LoRA-finetune ``model_cfg`` on the canonical dataset in
-    ``data_dir``; ``testsets`` (name -> id list file) are kept out of the dev examples."""
-    from multilabel_llm.core.io import read_id_list
-    from multilabel_llm.data.canonical import load_canonical
-    from multilabel_llm.engine.run import set_threads
-
-    set_threads(threads)  # the job's share of cores, not all of them
-    dataset = load_canonical(data_dir)
-    # ids of every evaluated test set: kept out of the dev examples early stopping reads
-    exclude = {name: read_id_list(path) for name, path in (testsets or {}).items()}
-    model, tokenizer, qlora = load_for_training(model_cfg, cfg.get("qlora", False))
-    frame = train_sft(
-        model,
-        tokenizer,
-        dataset,
-        prompt_cfg,
-        cfg,
-        adapter_dir=adapter_dir,
-        checkpoint_dir=checkpoint_dir,
-        log_csv=log_csv,
-        qlora=qlora,
-        loader=loader,
-        model_cfg=model_cfg,
-        exclude=exclude,
-    )
-    log.info("SFT done: %d optimizer steps, adapter in %s", len(frame), adapter_dir)
     return frame

@@ -6,14 +6,26 @@ composition serves tests and notebooks.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from multilabel_llm.workflow.studies import StudyError, method_contract_problems, resolve_studies
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "config"
+# More config trees searched after config/, each with config/'s group layout (dataset/,
+# model/, experiment/, ...): os.pathsep-separated, relative entries taken from the checkout's
+# root like config/ itself. The test-only configs (stand-ins, smoke fixtures, the tiny /
+# paper_smoke / slurm_test experiments) live in tests/config, which the tests put here.
+SEARCH_PATH_ENV = "MULTILABEL_LLM_CONFIG_PATH"
+# The same as a Snakemake `--config` key (a string as above, or a list); it reaches every job
+# of a cluster run on the job's own command line, whatever the job's environment.
+SEARCH_PATH_KEY = "config_path"
+TEST_CONFIG_DIR = REPO_ROOT / "tests" / "config"
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
 # Per-slot schemas: the experiment's named slots of each group are checked against these.
 GROUP_SCHEMAS = {
@@ -97,8 +109,76 @@ def _renamed_hint(overrides: list[str]) -> str:
     return ("\n" + "\n".join(hints)) if hints else ""
 
 
-def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
-    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+def _entries(value: Any, origin: str) -> list[tuple[str, str]]:
+    """(directory, where it was named) for an os.pathsep-separated string or a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [(part, origin) for part in value.split(os.pathsep) if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return [(str(part), origin) for part in value]
+    raise ConfigError(
+        f"{origin}: expected directories separated by {os.pathsep!r} or a list, "
+        f"got {type(value).__name__}"
+    )
+
+
+def config_search_path(config_dir: Path = CONFIG_DIR, search_path: Any = None) -> list[Path]:
+    """Every tree a group option is looked up in, the first match winning: config/, then the
+    trees of ``$MULTILABEL_LLM_CONFIG_PATH``, then ``search_path`` (the ``config_path`` key)."""
+    named = _entries(os.environ.get(SEARCH_PATH_ENV), f"${SEARCH_PATH_ENV}")
+    named += _entries(search_path, f"config key {SEARCH_PATH_KEY!r}")
+    trees = [config_dir]
+    for entry, origin in named:
+        tree = REPO_ROOT / Path(entry).expanduser()  # an absolute entry stays as it is
+        if not tree.is_dir():
+            raise ConfigError(f"{origin}: config directory {entry!r} does not exist ({tree})")
+        if tree.resolve() not in [t.resolve() for t in trees]:
+            trees.append(tree)
+    return trees
+
+
+def _group_files(group: str, trees: list[Path]) -> list[Path]:
+    found: dict[str, Path] = {}
+    for tree in trees:
+        for path in sorted((tree / group).glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return [found[name] for name in sorted(found)]
+
+
+def config_files(group: str, config_dir: Path = CONFIG_DIR, search_path: Any = None) -> list[Path]:
+    """The option files of ``group`` over the search path, one per name (the first found)."""
+    return _group_files(group, config_search_path(config_dir, search_path))
+
+
+def group_options(group: str, config_dir: Path = CONFIG_DIR, search_path: Any = None) -> list[str]:
+    return [path.stem for path in config_files(group, config_dir, search_path)]
+
+
+def _unknown_experiment(experiment: str, experiments: list[str], trees: list[Path]) -> str:
+    """Where the experiments were looked for, and how to add a tree (the test one by name)."""
+    message = (
+        f"config key 'experiment': unknown value {experiment!r}; allowed values: {experiments} "
+        f"(files in {', '.join(str(tree / 'experiment') for tree in trees)}; more config trees "
+        f"come from ${SEARCH_PATH_ENV} or --config {SEARCH_PATH_KEY}=DIR)"
+    )
+    if (TEST_CONFIG_DIR / "experiment" / f"{experiment}.yaml").exists():
+        message += (
+            f"; {experiment!r} is a test experiment (tests/config/experiment/): set "
+            f"{SEARCH_PATH_ENV}=tests/config"
+        )
+    return message
+
+
+def _hydra_searchpath(extra_trees: list[Path]) -> list[str]:
+    """The Hydra override that adds the extra trees after the primary config dir."""
+    if not extra_trees:
+        return []
+    quoted = [
+        "'file://" + str(tree.resolve()).replace("\\", "\\\\").replace("'", "\\'") + "'"
+        for tree in extra_trees
+    ]
+    return [f"hydra.searchpath=[{','.join(quoted)}]"]
 
 
 def _flatten(prefix: str, value: Any):
@@ -154,28 +234,30 @@ def compose(
     experiment: str | None = None,
     overrides: list[str] | None = None,
     config_dir: Path = CONFIG_DIR,
+    search_path: Any = None,
 ):
     """Compose ``config/config.yaml`` with ``experiment=NAME`` plus Hydra overrides.
 
     Without ``experiment`` the root defaults list's ``experiment:`` entry decides (the one
-    place the default experiment is set)."""
+    place the default experiment is set). Group options are looked up in config/, then in
+    the trees of ``$MULTILABEL_LLM_CONFIG_PATH`` and ``search_path``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    experiments = group_options("experiment", config_dir)
+    trees = config_search_path(config_dir, search_path)
+    experiments = [path.stem for path in _group_files("experiment", trees)]
     if experiment is not None and experiment not in experiments:
-        raise ConfigError(
-            f"config key 'experiment': unknown value {experiment!r}; "
-            f"allowed values: {experiments} (files in {config_dir / 'experiment'})"
-        )
+        raise ConfigError(_unknown_experiment(experiment, experiments, trees))
     overrides = list(overrides or [])
     chosen = [] if experiment is None else [f"experiment={experiment}"]
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = hydra_compose("config", overrides=[*chosen, *overrides])
+            cfg = hydra_compose(
+                "config", overrides=[*_hydra_searchpath(trees[1:]), *chosen, *overrides]
+            )
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
         # a YAML mistake in a config file names its file and line (yaml's own message)
@@ -230,8 +312,6 @@ def validate(cfg: dict) -> None:
     cross = _cross_checks(cfg)
     problems += cross
     if not problems:
-        from multilabel_llm.workflow.studies import StudyError, resolve_studies
-
         try:
             resolve_studies(cfg)
         except StudyError as err:
@@ -263,8 +343,6 @@ def _cross_checks(cfg: dict) -> list[str]:
     problems += _model_source_checks(cfg)
     problems += _dataset_label_checks(cfg)
     problems += _renamed_key_checks(cfg)
-    from multilabel_llm.workflow.studies import method_contract_problems
-
     problems += method_contract_problems(cfg)
     for group in ("datasets", "models", "prompts", "methods"):
         for slot in cfg.get(group) or {}:
@@ -354,7 +432,8 @@ def load_config(snakemake_config: dict | None = None, config_dir: Path = CONFIG_
     items = dict(snakemake_config or {})
     experiment = items.pop("experiment", None)
     experiment = None if experiment is None else str(experiment)
-    cfg = compose(experiment, _overrides_from(items), config_dir)
+    search_path = items.pop(SEARCH_PATH_KEY, None)
+    cfg = compose(experiment, _overrides_from(items), config_dir, search_path)
     if not cfg.get("results_dir"):
         # the experiment file's name (one built on demo inherits its experiment_name)
         cfg["results_dir"] = default_results_dir(

@@ -31,13 +31,9 @@ SKIPPED = {"results", "logs", ".snakemake", ".git", ".venv", "resources"}
 
 def paper_plan(experiment: str = EXPERIMENT) -> dict:
     """Job counts of the dry run and the cost plan's totals, as ``make plan`` computes them."""
-    from multilabel_llm.workflow.cluster_plan import (
-        DEFAULT_PROFILE,
-        cost_plan,
-        parse_dry_run,
-        run_dry_run,
-    )
+    from multilabel_llm.workflow.cluster_plan import DEFAULT_PROFILE, cost_plan, run_dry_run
     from multilabel_llm.workflow.config import load_config
+    from multilabel_llm.workflow.dry_run_jobs import parse_dry_run
 
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)

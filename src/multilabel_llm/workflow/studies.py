@@ -31,6 +31,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from multilabel_llm.methods.registry import (
+    DISTRIBUTION_PRODUCERS,
+    PRODUCER_OF_KIND,
+    RENAMED_METHOD_KINDS,
+)
+
 log = logging.getLogger(__name__)
 
 SFT_SUFFIX = "-sft"
@@ -101,8 +107,8 @@ KINDS: dict[str, dict] = {
 }
 # alignment-side kinds: their runs are scored into results/tables/alignment_{dataset}.csv
 ALIGNMENT_KINDS = ("alignment", "base_vs_instruct")
-# kinds whose runs are traced and analysed (analyze_traces)
-TRACE_KINDS = ("mechanisms", "label_order", "icl_ratio", "families", "attention")
+# study kinds whose runs are traced and analysed (analyze_traces)
+TRACED_STUDY_KINDS = ("mechanisms", "label_order", "icl_ratio", "families", "attention")
 # model families with a figure of their own (paper §D.7 Qwen, §D.8 Medusa)
 FAMILY_FIGURES = {"fig13": "qwen2.5", "fig14": "qwen2.5", "fig15": "qwen2.5", "fig16": "medusa"}
 # artifacts that read linear probes, trained on the first-label hidden states of the study's
@@ -110,34 +116,9 @@ FAMILY_FIGURES = {"fig13": "qwen2.5", "fig14": "qwen2.5", "fig15": "qwen2.5", "f
 PROBE_ARTIFACTS = ("fig7", "fig15")
 # Which rule writes a method's distribution file ({method}.parquet under results/distributions/)
 # follows from the method's ``kind`` alone, never from its slot name: every kind has exactly
-# one producer (distribution_producer), and rules/ constrain their {method} wildcard to
+# one producer (multilabel_llm.methods.registry, read without pandas: the DAG parses this module
+# at every job start), and rules/ constrain their {method} wildcard to
 # methods_of_producer(cfg, producer).
-DISTRIBUTION_PRODUCERS: dict[str, tuple[str, ...]] = {
-    # workflow/scripts/estimate.py (multilabel_llm.methods.estimators.KINDS minus binary)
-    # (spelled out, not imported: the DAG parses this module at every job start, and the
-    # estimators module pulls in pandas and scipy; tests/workflow/test_studies.py checks they agree)
-    "estimate": (
-        "compare_to_none",
-        "compare_to_none_platt",
-        "hard_predictions",
-        "max_over_generations",
-        "token_probability",
-        "marginal_fixed_place",
-        "unary",
-        "constant",
-    ),
-    # Bradley-Terry over pairwise answers; also writes the answer-position bias
-    "estimate_binary": ("binary",),
-    # needs the model (multilabel_llm.engine.hf.marginalization)
-    "marginalize": ("marginalization",),
-    # linear probes on hidden states (rules/probes.smk)
-    "probes": ("probes",),
-    # the Demux encoder, one per dataset, copied under every (model, prompt) (rules/demux.smk)
-    "demux": ("demux",),
-}
-PRODUCER_OF_KIND = {k: p for p, kinds in DISTRIBUTION_PRODUCERS.items() for k in kinds}
-# method kinds that were renamed: old -> the message's advice
-RENAMED_METHOD_KINDS = {"external": "'probes' (linear probes) or 'demux' (the Demux encoder)"}
 STUDY_KEYS = (
     "kind",
     "artifacts",
@@ -624,7 +605,7 @@ def evaluated_testsets(cfg: dict, studies: dict[str, Study], dataset: str) -> li
         if reads_probes(cfg, run["method"]):
             names += probe_testsets(cfg)
     for study in studies.values():
-        if study.kind in TRACE_KINDS and dataset in study.datasets:
+        if study.kind in TRACED_STUDY_KINDS and dataset in study.datasets:
             names += study.testsets
         if study in probe_studies(studies) and dataset in study.datasets:
             names += probe_testsets(cfg)
@@ -671,62 +652,3 @@ def paper_tables(cfg: dict, studies: dict[str, Study]) -> dict[str, dict]:
                 )
         tables[table] = spec
     return tables
-
-
-def study_job_counts(experiment: str, studies: list[str], snakefile=None) -> dict[str, int]:
-    """Jobs of a ``snakemake -n`` of the experiment with only that study kept (shared jobs such
-    as dataset preparation counted in each), plus "all" for the whole experiment."""
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[3]
-    snakefile = snakefile or root / "Snakefile"
-
-    def count(overrides: list[str]) -> int:
-        cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(snakefile), "-d", str(root)]
-        cmd += ["--config", f"experiment={experiment}"]
-        if overrides:
-            cmd.append("overrides=" + " ".join(overrides))
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-2000:])
-        totals = re.findall(r"^total\s+(\d+)$", proc.stdout, re.M)
-        return int(totals[-1]) if totals else 0
-
-    counts = {"all": count([])}
-    for name in studies:
-        counts[name] = count([f"~studies.{other}" for other in studies if other != name])
-    return counts
-
-
-def main(argv=None) -> None:
-    """``python -m multilabel_llm.workflow.studies --experiment paper [--jobs]``: the studies table."""
-    import argparse
-
-    from multilabel_llm.workflow.config import load_config
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--experiment", default="paper")
-    parser.add_argument("--jobs", action="store_true", help="also dry-run each study alone")
-    args = parser.parse_args(argv)
-    cfg = load_config({"experiment": args.experiment})
-    studies = resolve_studies(cfg)
-    rows = grid_summary(cfg, studies)
-    jobs = study_job_counts(args.experiment, list(studies)) if args.jobs else {}
-    head = ["study", "artifacts", "models", "datasets", "prompts", "testsets", "cells"]
-    head += ["jobs alone"] if jobs else []
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for row in rows:
-        cells = [str(row[k]) for k in head if k in row]
-        if jobs:
-            cells.append(str(jobs[row["study"]]))
-        print("| " + " | ".join(cells) + " |")
-    if jobs:
-        print(f"\nWhole experiment: {jobs['all']} jobs (shared jobs counted once).")
-
-
-if __name__ == "__main__":
-    main()

@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from multilabel_llm.analyses.mechanisms import counted_steps
+from multilabel_llm.data.label_steps import counted_steps
+from multilabel_llm.engine.hf.tracer import PrefixCache
 from multilabel_llm.engine.loading import input_device
-from multilabel_llm.engine.tracing import PrefixCache, common_prefix_len
+from multilabel_llm.engine.tracing import common_prefix_len
 
 
 def attention_rows_plain(model, sequences, queries) -> list[np.ndarray]:

@@ -1,9 +1,11 @@
 """The Hugging Face engine behind the backend interface (engine/backend.py).
 
-A thin holder of a loaded transformers model: traces come from :class:`~.tracing.TraceEngine`
+A thin holder of a loaded transformers model: traces come from :class:`~.tracer.TraceEngine`
 (shared-prefix KV cache, grouped prefill, shared-prefix attention), next-token scores from
-the same grouped prefill over the prefix. Drivers given a bare transformers model wrap it
-here (:func:`as_backend`), so code and tests that pass a model keep working unchanged.
+the same grouped prefill over the prefix; the jobs only Hugging Face runs (attention
+weights, the token-level marginalisation search) are methods here too, so the drivers reach
+them through the backend. Drivers given a bare transformers model wrap it in this class
+(engine/backend.py: ``as_backend``), so code and tests that pass a model keep working.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import torch
 from tqdm.auto import tqdm
 
 from multilabel_llm.engine.backend import DECLARED
+from multilabel_llm.engine.hf.attention import label_step_attention
+from multilabel_llm.engine.hf.marginalization import batched_marginals
+from multilabel_llm.engine.hf.search_settings import SearchSettings
+from multilabel_llm.engine.hf.tracer import PrefixCache, TraceEngine, prefill_group_overhead
 from multilabel_llm.engine.identity import weight_probe
+from multilabel_llm.engine.loading import load_model
 
 
 class HFBackend:
@@ -25,8 +32,6 @@ class HFBackend:
 
     @classmethod
     def load(cls, model_cfg: dict, spec, adapter: str | None = None) -> HFBackend:
-        from multilabel_llm.engine.loading import load_model
-
         model, tokenizer = load_model(model_cfg, adapter=adapter, spec=spec)
         return cls(model, tokenizer, spec)
 
@@ -40,8 +45,6 @@ class HFBackend:
         hidden_states: bool = False,
         label_scoring: str = "first_token",
     ):
-        from multilabel_llm.engine.tracing import TraceEngine
-
         return TraceEngine(
             self.model,
             self.tokenizer,
@@ -64,8 +67,6 @@ class HFBackend:
         desc: str = "",
     ) -> np.ndarray:
         """(n_prompts, n_ids) next-token logits; every prompt starts with ``prefix_ids``."""
-        from multilabel_llm.engine.tracing import PrefixCache, prefill_group_overhead
-
         cut = len(prefix_ids)
         cache = PrefixCache(self.model, list(prefix_ids))
         ids = torch.as_tensor(token_ids, device=cache.device)
@@ -90,6 +91,35 @@ class HFBackend:
         bar.close()
         return out
 
+    def marginals(
+        self,
+        prompts: list[list[int]],
+        labels: list[str],
+        parse,
+        settings: dict,
+        *,
+        is_complete,
+        finalize_text,
+        batch_size: int,
+    ) -> list:
+        """The token-level search of every prompt (``settings``: the method's search params),
+        advanced together one batched forward per round (engine/hf/marginalization.py)."""
+        return batched_marginals(
+            self.model,
+            self.tokenizer,
+            prompts,
+            labels,
+            parse,
+            SearchSettings.from_params(settings),
+            is_complete=is_complete,
+            finalize_text=finalize_text,
+            batch_size=batch_size,
+        )
+
+    def label_step_attention(self, prompts: dict[str, list[int]], traces):
+        """Table 6's attention masses of the traced label steps (engine/hf/attention.py)."""
+        return label_step_attention(self.model, self.tokenizer, prompts, traces)
+
     def shard_components(self) -> dict:
         # the loaded model itself: another seed, merged adapter or dtype changes these
         return {
@@ -109,12 +139,3 @@ def model_context(model) -> int | None:
     config = getattr(model, "config", None)
     value = getattr(config, "max_position_embeddings", None)
     return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def as_backend(model_or_backend, tokenizer=None):
-    """A backend as is; a bare transformers model wrapped in :class:`HFBackend`."""
-    if hasattr(model_or_backend, "tracer") and hasattr(model_or_backend, "shard_components"):
-        return model_or_backend
-    if tokenizer is None:
-        raise ValueError("a bare model needs its tokenizer to become a backend")
-    return HFBackend(model_or_backend, tokenizer)

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from multilabel_llm.engine.backend import DECLARED
+from multilabel_llm.engine.loading import load_tokenizer, resolve_checkpoint
 from multilabel_llm.engine.tracing import RawTrace
 from multilabel_llm.engine.vllm import worker as wire
 
@@ -135,8 +136,6 @@ class VLLMBackend:
 
     @classmethod
     def load(cls, model_cfg: dict, spec, adapter: str | None = None) -> VLLMBackend:
-        from multilabel_llm.engine.loading import load_tokenizer, resolve_checkpoint
-
         checkpoint = resolve_checkpoint(model_cfg)
         env = {}
         if spec.device == "cpu":
