@@ -489,7 +489,7 @@ def stage_table(model, config, args, device, dtype, peak_flops, directory=None) 
 
 def use_vllm(args, device) -> bool:
     """``--vllm on`` always, ``off`` never, ``auto``: on a CUDA machine where a Python with
-    vLLM is found (engine/vllm_backend.py ``vllm_python``)."""
+    vLLM is found (engine/vllm/backend.py ``vllm_python``)."""
     if args.vllm != "auto":
         return args.vllm == "on"
     from multilabel_llm.engine.vllm.backend import VLLMError, vllm_python

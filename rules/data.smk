@@ -1,6 +1,6 @@
 # Datasets: published files -> canonical table -> test-set id lists; Table 1 over all datasets;
 # the shared demo pool (the demo split minus every evaluated test set), read by every run.
-# Library: src/multilabel_llm/datasets/, testsets.py, dataset_stats.py; paths: dag.data().
+# Library: src/multilabel_llm/data/ (loaders, testsets.py, dataset_stats.py, jobs.py); paths: dag.data().
 # Its dag methods: multilabel_llm.workflow.dag.data (DataStage).
 
 

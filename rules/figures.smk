@@ -1,6 +1,7 @@
 # Paper figures from the analysis CSVs, results/figures/{figure}.{png,pdf}: one rule over the
 # registry multilabel_llm.workflow.dag.figures.FIGURES (each a Figure: plot, source, subcategory,
-# content), so adding a figure is one entry there and its caption block in workflow/report/figures.rst.
+# content), so adding a figure is one entry there, its plot kind (report/figure_registry.py), a
+# study kind listing it (workflow/studies.py KINDS) and its caption block in workflow/report/figures.rst.
 # Every figure is drawn even when part of its data is not configured (a "no data for this
 # setting" panel); the caption says what was shown.
 # Its dag methods: multilabel_llm.workflow.dag.figures (FigureStage).

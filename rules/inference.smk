@@ -26,7 +26,7 @@ rule engine_service:
     log:
         "logs/engine_service/{dataset}/{model}/{engine}.log",
     wildcard_constraints:
-        engine="hf|vllm",
+        engine=dag.engine_names,
     conda:
         "../envs/inference.yaml"
     threads: dag.model_threads

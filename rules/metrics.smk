@@ -1,7 +1,7 @@
 # Distribution alignment (paper §5.1.2, Tables 2 and 5): every distribution of the experiment
 # scored against the human distribution, with seeded bootstrap CIs (docs/metrics.md); one
 # long-format table of every score, of which Tables 2/5 are a view.
-# Library: src/multilabel_llm/core/metrics.py, alignment_tables.py. Settings: config `alignment:`
+# Library: src/multilabel_llm/core/metrics.py, scoring/ (alignment.py, tables.py). Settings: config `alignment:`
 # (defaults: config/alignment/default.yaml).
 # Its dag methods: multilabel_llm.workflow.dag.metrics (MetricsStage).
 

@@ -6,10 +6,10 @@ import logging
 import pytest
 
 from multilabel_llm.core.traces import read_traces
-from multilabel_llm.engine.fake_backend import FakeBackend
 from multilabel_llm.engine.loading import bundled_model_cfg, load_tokenizer
 from multilabel_llm.engine.run import extract_traces
 from tests.builders import TOY_PROMPT_CFG, toy_dataset
+from tests.fake_backend import FakeBackend
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The in-place KV cache (engine/kv_cache.py) == transformers' DynamicCache, step by step."""
+"""The in-place KV cache (engine/hf/kv_cache.py) == transformers' DynamicCache, step by step."""
 
 import numpy as np
 import pytest

@@ -116,7 +116,7 @@ def real_tokenizer(key: str):
 
 
 def label_sets() -> dict[str, list[str]]:
-    """Every loader's label list (engine/standins.py) and every list a dataset config spells
+    """Every loader's label list (workflow/standins.py) and every list a dataset config spells
     out (config/dataset/*.yaml: ``labels`` or the Boxes ``generate.objects``)."""
     sets = {name: list(entry["labels"]) for name, entry in DEFAULT_LABEL_SETS.items()}
     for path in config_files("dataset"):  # config/ and the test tree

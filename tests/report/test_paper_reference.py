@@ -161,7 +161,7 @@ def scores(dataset, method, nll, nll_ci, l1=0.5, f1=0.5):
 
 @pytest.fixture
 def table2_csv(tmp_path):
-    """A table2.csv exactly as rules/metrics.smk writes it (alignment_tables.paper_table)."""
+    """A table2.csv exactly as rules/metrics.smk writes it (scoring.tables.paper_table)."""
     alignment = pd.DataFrame(
         [
             scores("goemotions", "compare_to_none", 23.0, (22.0, 24.0)),  # paper 23.93: in

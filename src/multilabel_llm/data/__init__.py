@@ -10,6 +10,8 @@ import importlib
 import os
 from pathlib import Path
 
+from multilabel_llm import NONE_LABEL
+from multilabel_llm.data._common import DatasetFormatError
 from multilabel_llm.data.canonical import (
     CanonicalDataset,
     dist_column,
@@ -53,9 +55,6 @@ def prepare(dataset_cfg: dict, root: str | os.PathLike = ".") -> CanonicalDatase
 def check_label_names(labels: list[str], source: str) -> None:
     """Each label once, none named like the prompts' no-label answer: a label ``none`` makes
     compare-to-none compare that label with itself (0.5 everywhere, in published tables)."""
-    from multilabel_llm import NONE_LABEL
-    from multilabel_llm.data._common import DatasetFormatError
-
     seen: set[str] = set()
     twice = sorted({lab for lab in labels if lab in seen or seen.add(lab)})
     if twice:

@@ -673,7 +673,7 @@ class PromptBuilder:
         return int(self.spec.max_new_tokens)
 
 
-# What shapes a prompt's text (engine/standins.py learns these formats); label order, ICL
+# What shapes a prompt's text (workflow/standins.py learns these formats); label order, ICL
 # ratio, seeds and hidden states do not.
 FORMAT_KEYS = ("n_shots", "label_format", "strip", "chat_template")
 TEMPLATE_FORMAT_KEYS = ("instruction", "example", "label_format", "n_shots")

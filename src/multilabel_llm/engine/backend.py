@@ -36,10 +36,9 @@ from typing import Protocol
 BACKENDS = {
     "hf": "multilabel_llm.engine.hf.backend:HFBackend",
     "vllm": "multilabel_llm.engine.vllm.backend:VLLMBackend",
-    "fake": "multilabel_llm.engine.fake_backend:FakeBackend",
 }
-# engines a model config may name (`backend:`); "fake" is for the drivers' tests only
-CONFIG_ENGINES = ("hf", "vllm")
+# engines a model config may name (`backend:`): every registered one
+CONFIG_ENGINES = tuple(BACKENDS)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ QUANTIZATIONS = ("8bit", "4bit")
 # class sets a batch size: small, so CPU runs keep their memory and latency low.
 DEFAULT_BATCH_SIZE = 16
 # Share of each GPU's free memory given to weights; the rest holds the KV cache (the prefix
-# once, engine/shared_prefix.py, plus each row's own tokens), activations and the attention
+# once, engine/hf/shared_prefix.py, plus each row's own tokens), activations and the attention
 # pass's maps (whose eager attention still copies the prefix per row).
 WEIGHT_SHARE = 0.8
 GPU_DTYPE = "bfloat16"  # the GPU default when a model config names no dtype

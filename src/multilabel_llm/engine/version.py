@@ -6,7 +6,7 @@ with new ones), and the model-bound rules carry it as a param, so finished outpu
 the between-workflow cache key (``--cache``) moves with it.
 
 History: 4 = queries prefilled in length groups (label logits move by up to 1e-5);
-5 = the shared prefix attended once for the batch (``engine/shared_prefix.py``, the same up
+5 = the shared prefix attended once for the batch (``engine/hf/shared_prefix.py``, the same up
 to float rounding: logits move by up to ~6e-5 on the bundled model).
 """
 

@@ -119,7 +119,7 @@ def _alignment_cells(produced, datasets, roles_model):
             for ours_metric, metric in ALIGNMENT_METRICS.items():
                 col = f"{slot}_{ours_metric}"
                 value = _num(rec.get(col))
-                # an untrained row (alignment_tables.mark_untrained) is not a result to compare
+                # an untrained row (scoring.alignment.mark_untrained) is not a result to compare
                 if status in ("missing", "untrained") or (status == "ok" and math.isnan(value)):
                     continue
                 source = f"{roles_model or '?'} / {slot} / {rec.get('method')}"

@@ -4,11 +4,11 @@
 * :func:`alignment_markdown` / :func:`alignment_latex` — an :func:`alignment_table` frame as
   one row per (model, prompt, testset, method), every metric as ``mean [ci_low, ci_high]``.
 * :func:`paper_table_from_long` — the paper's layout for one model as a view of the long
-  results table (:func:`alignment_scoring.results_long`): rows are methods (grouped
+  results table (:func:`multilabel_llm.scoring.alignment.results_long`): rows are methods (grouped
   baseline / test-time / supervised, plus the reference rows), columns are datasets
   (single-label first) × (NLL, L1, F1 = example-F1). A method that does not apply to a
   dataset type reads ``N/A``; a method with no distribution file reads ``—``; a supervised
-  row that did not learn (:func:`alignment_scoring.mark_untrained`) reads ``untrained``
+  row that did not learn (:func:`multilabel_llm.scoring.alignment.mark_untrained`) reads ``untrained``
   with the reason under the table, its numbers kept in the CSV.
 """
 
@@ -205,7 +205,7 @@ def paper_table_from_long(
     testset: str | None = None,
     metrics: Sequence[str] = PAPER_METRICS,
 ) -> pd.DataFrame:
-    """The paper layout as a view of the long results table (``alignment_scoring.
+    """The paper layout as a view of the long results table (``scoring.alignment.
     results_long``): one row per method, per (dataset, metric) ``mean/ci_low/ci_high`` plus a
     ``{dataset}_status`` column (``ok``, ``not_applicable``, ``missing`` or ``untrained``;
     spelled out because CSV readers turn "N/A" into NaN) and ``{dataset}_note`` (the
@@ -439,7 +439,7 @@ def alignment_page_markdown(table: pd.DataFrame, display_name: str, digits: int 
 def token_level_markdown(
     table: pd.DataFrame, display_name: str, threshold: float, digits: int = 2
 ) -> str:
-    """The Markdown page of one dataset's token-level table (``alignment_scoring.
+    """The Markdown page of one dataset's token-level table (``scoring.alignment.
     token_level_table``)."""
     header = ["Model", "Test set", "Method", "n", *TOKEN_LEVEL_METRICS]
     header += ["all-zero rows", "explored mass"]

@@ -1,1 +1,1 @@
-"""supervised"""
+"""The supervised baselines: LoRA SFT (peft), linear probes on hidden states, Demux (BERT)."""

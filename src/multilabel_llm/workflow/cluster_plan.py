@@ -33,6 +33,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from multilabel_llm.workflow.config import ConfigError, load_config
 from multilabel_llm.workflow.cost_assumptions import ASSUMPTIONS, GPUS, Assumptions
 from multilabel_llm.workflow.dry_run_jobs import (
     DEFAULT_PARTITIONS,
@@ -344,8 +345,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _compose(text: str, experiment: str | None, overrides: str) -> dict | None:
     """The config the dry run used: --experiment, else its printed command line, else default."""
-    from multilabel_llm.workflow.config import ConfigError, load_config
-
     items = {"experiment": experiment} if experiment else config_items_from_dry_run(text) or {}
     if overrides:
         items["overrides"] = overrides

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from multilabel_llm import NONE_LABEL
+from multilabel_llm.engine.backend import engine_key_problems
 from multilabel_llm.workflow.studies import StudyError, method_contract_problems, resolve_studies
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -378,8 +380,6 @@ def _model_spec_checks(cfg: dict) -> list[str]:
                 f"(bitsandbytes), but size class {size!r} has gpu: 0; use a GPU size class "
                 f"or quantization: null"
             )
-        from multilabel_llm.engine.backend import engine_key_problems
-
         problems += engine_key_problems(slot, model, (classes.get(size) or {}))
     return problems
 
@@ -402,8 +402,6 @@ def _model_source_checks(cfg: dict) -> list[str]:
 def _dataset_label_checks(cfg: dict) -> list[str]:
     """Label names listed in a dataset config: each once, and none named like the prompts'
     no-label answer (compare-to-none would compare that label with itself)."""
-    from multilabel_llm import NONE_LABEL
-
     problems = []
     for slot, data in (cfg.get("datasets") or {}).items():
         labels = (data or {}).get("labels") or []

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from multilabel_llm.workflow.config import ConfigError, load_config
 from multilabel_llm.workflow.studies import methods_of_producer
 
 log = logging.getLogger(__name__)
@@ -302,8 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-
-    from multilabel_llm.workflow.config import ConfigError, load_config
 
     items = {"experiment": args.experiment}
     if args.overrides:

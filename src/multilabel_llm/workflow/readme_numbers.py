@@ -19,7 +19,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from multilabel_llm.workflow.config import REPO_ROOT
+from multilabel_llm.workflow.cluster_plan import DEFAULT_PROFILE, cost_plan, run_dry_run
+from multilabel_llm.workflow.config import REPO_ROOT, load_config
+from multilabel_llm.workflow.dry_run_jobs import parse_dry_run
 
 README = REPO_ROOT / "README.md"
 BEGIN = "<!-- paper-plan:begin (python -m multilabel_llm.workflow.readme_numbers --write; do not edit) -->"
@@ -31,10 +33,6 @@ SKIPPED = {"results", "logs", ".snakemake", ".git", ".venv", "resources"}
 
 def paper_plan(experiment: str = EXPERIMENT) -> dict:
     """Job counts of the dry run and the cost plan's totals, as ``make plan`` computes them."""
-    from multilabel_llm.workflow.cluster_plan import DEFAULT_PROFILE, cost_plan, run_dry_run
-    from multilabel_llm.workflow.config import load_config
-    from multilabel_llm.workflow.dry_run_jobs import parse_dry_run
-
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         for entry in REPO_ROOT.iterdir():  # the checkout without its outputs

@@ -73,6 +73,7 @@ from multilabel_llm.data.prompts import (
 )
 from multilabel_llm.data.semeval import EMOTIONS as SEMEVAL_EMOTIONS
 from multilabel_llm.engine.breakdown import BINARY_BLOCK, BINARY_HEADER, UNARY_BLOCK, UNARY_HEADER
+from multilabel_llm.workflow.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,6 @@ def _merge(base: dict, over: dict) -> dict:
 
 def load_prompt_config(name: str, config_dir: str | Path | None = None) -> dict:
     """config/prompt/<name>.yaml with its ``defaults`` list merged in (as Hydra does)."""
-    from multilabel_llm.workflow.config import CONFIG_DIR
-
     root = Path(config_dir or CONFIG_DIR)
     cfg = yaml.safe_load((root / "prompt" / f"{name}.yaml").read_text(encoding="utf-8"))
     merged: dict = {}

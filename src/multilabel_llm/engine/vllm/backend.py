@@ -8,7 +8,7 @@ differences do not change by a per-step constant, so they equal the Hugging Face
 whose traces hold raw logits (``logit_kind``: "logprob" here, "logit" there).
 
 The engine runs in its own Python (vLLM pins its torch and transformers): a worker process
-(engine/vllm_worker.py) started with the interpreter :func:`vllm_python` finds, fed token ids
+(engine/vllm/worker.py) started with the interpreter :func:`vllm_python` finds, fed token ids
 over a pipe. Everything else (prompts, label forms, the stop rule, parsing) stays here, so both
 engines see the very same token ids.
 
@@ -196,7 +196,7 @@ class VLLMBackend:
         return answer
 
     def generate(self, requests: list[dict]) -> list[dict]:
-        """Answers of the worker (see engine/vllm_worker.py) for ``requests``."""
+        """Answers of the worker (see engine/vllm/worker.py) for ``requests``."""
         self.start()
         for req in requests:
             req.setdefault("adapter", self.adapter)

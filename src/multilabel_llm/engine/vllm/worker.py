@@ -1,6 +1,6 @@
 """The vLLM side of the vLLM backend: one engine, requests over a pipe, plain data back.
 
-Run as a script (``python vllm_worker.py READ_FD WRITE_FD``) by engine/vllm/backend.py, in
+Run as a script (``python worker.py READ_FD WRITE_FD``) by engine/vllm/backend.py, in
 whichever Python has vLLM: vLLM pins its own torch and transformers, so it usually lives in an
 environment of its own (``make vllm``: ``.venv-vllm``). This file therefore imports nothing
 from the package and only the standard library at module level; everything it exchanges is

@@ -1,7 +1,9 @@
 """The figure stage of the grid (rules/figures.smk): the registry of paper figures (FIGURES)
 and the inputs, params and report labels of rule figure.
 
-Adding a figure is one FIGURES entry and its caption block in workflow/report/figures.rst.
+Adding a figure is one FIGURES entry, its plot kind (multilabel_llm.report.figure_registry),
+a study kind that lists it (multilabel_llm.workflow.studies.KINDS) and its caption block in
+workflow/report/figures.rst.
 """
 
 from __future__ import annotations

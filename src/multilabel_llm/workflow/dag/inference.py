@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from multilabel_llm.engine.backend import rule_engine
+from multilabel_llm.engine.backend import CONFIG_ENGINES, rule_engine
 from multilabel_llm.workflow.dag.core import DagCore, wildcard_dict
 
 
@@ -14,6 +14,10 @@ class InferenceStage(DagCore):
     """Engine services and inference jobs."""
 
     # -- engine services (rule engine_service; engine/service.py) ------------------------------
+
+    # rule engine_service's {engine}: every engine a model config may name (engine/backend.py)
+    engine_names = "|".join(CONFIG_ENGINES)
+
     @property
     def engine_services(self) -> bool:
         """Whether model-bound jobs are clients of one engine service per (dataset, model,

@@ -8,14 +8,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from multilabel_llm.engine.version import ENGINE_VERSION
+from multilabel_llm.engine import version
+from multilabel_llm.workflow import model_download
 from multilabel_llm.workflow.dag.core import DagCore, DagError, wildcard_dict
-from multilabel_llm.workflow.model_download import (
-    DownloadError,
-    as_params,
-    planned_downloads,
-    software_versions,
-)
+from multilabel_llm.workflow.model_download import DownloadError, as_params, planned_downloads
 
 # Keys that only place or pace a job; leaving them out of params keeps a change to them
 # (a bigger partition, more threads) from rerunning finished inference.
@@ -38,15 +34,15 @@ class ModelStage(DagCore):
         run jobs in the environment snakemake was started from). The cached rules carry them
         as a param, so the between-workflow cache key (`--cache`) changes with them; the model
         revision is part of model_params. Read from package metadata: importing torch would
-        slow every parse."""
-        return software_versions()
+        slow every parse. Looked up when asked (a module attribute), as the engine version is."""
+        return model_download.software_versions()
 
     @property
     def engine_version(self) -> int:
         """``engine.version.ENGINE_VERSION``: a param of the model-bound rules, so their
         finished outputs rerun (and their ``--cache`` key moves) when the engine changes what
         it writes."""
-        return ENGINE_VERSION
+        return version.ENGINE_VERSION
 
     # --- params, resources, files ------------------------------------------------------------
 

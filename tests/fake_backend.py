@@ -1,4 +1,5 @@
-"""A backend without a model: deterministic answers and scores, for the drivers' own tests.
+"""A backend without a model: deterministic answers and scores, for the drivers' own tests
+(handed to the drivers as an instance; it is not in the library's backend registry).
 
 It speaks the backend interface (engine/backend.py) with a real tokenizer but no weights and no
 torch: each prompt's answer is a label list picked by a digest of the prompt's tokens, written
