@@ -29,8 +29,9 @@ def estimate_method(
     kind: str, settings: Mapping, inputs: Mapping[str, PathArg], output: PathArg, method: str = ""
 ) -> pd.DataFrame:
     """One distribution method → ``output`` (parquet). ``inputs``: ``meta`` and ``ids``, plus
-    what ``kind`` reads: ``traces``, ``unary``, ``binary``; ``compare_to_none_platt`` also
-    ``examples``, ``calibration_ids`` and ``calibration_traces`` (a held-out test set)."""
+    what ``kind`` reads (methods.registry.method_inputs): ``traces``, ``unary``, ``binary``,
+    or with ``calibration_traces`` also ``examples`` and ``calibration_ids``: a held-out test
+    set a Platt scaler is fitted on."""
     settings = dict(settings)
     meta = read_json(inputs["meta"])
     labels, multilabel = list(meta["labels"]), bool(meta["multilabel"])
@@ -40,7 +41,7 @@ def estimate_method(
     unary = pd.read_parquet(inputs["unary"]) if "unary" in inputs else None
     binary = pd.read_parquet(inputs["binary"]) if "binary" in inputs else None
     scaler = None
-    if kind == "compare_to_none_platt":
+    if "calibration_traces" in inputs:  # the kinds fitted on a held-out test set (Platt)
         scaler = fit_platt_on_calibration(
             load_canonical(Path(inputs["examples"]).parent),
             read_id_list(inputs["calibration_ids"]),
