@@ -344,7 +344,6 @@ def estimate(
         raise ValueError(f"method kind {kind!r} needs traces ({source})")
     inputs = {"traces": traces, "unary": unary, "binary": binary, "scaler": scaler}
     frame = implementation(kind)(kind, params, ids, labels, multilabel, inputs, source)
-    # hard predictions on an unparseable single-label output deliberately predict nothing
-    atol = 1.0 if kind == "hard_predictions" else 1e-6
+    atol = METHOD_KINDS[kind].row_sum_tolerance
     validate_distribution(frame, labels, multilabel, source or kind, atol=atol)
     return frame

@@ -70,6 +70,8 @@ class MethodKind:
     inputs_when: tuple[tuple[str, str, object], ...] = ()
     params_rule: dict = field(default_factory=dict)
     params_note: str = ""
+    # how far a single-label row's sum may be from 1 (estimators.estimate checks it)
+    row_sum_tolerance: float = 1e-6
 
 
 METHOD_KINDS: dict[str, MethodKind] = {
@@ -108,6 +110,8 @@ METHOD_KINDS: dict[str, MethodKind] = {
             "traces_from": _TRACES_FROM,
         },
         description="1 - eps for generated labels, eps otherwise (§5.2.1)",
+        # an unparseable single-label output deliberately predicts nothing (a row of eps)
+        row_sum_tolerance=1.0,
     ),
     "max_over_generations": MethodKind(
         producer="estimate",
